@@ -1,0 +1,399 @@
+"""The GAN: a generator and a discriminator trained against each other inside `fit`.
+
+The model room of the project. `GAN` wraps any pair of Keras models (the articles use two
+`Sequential` MLPs) and trains them with a custom `train_step`: a discriminator update, then a
+generator update, on every batch.
+
+Besides the losses, every step reports the second article's reward terms:
+
+    R_G = E_z[D(G(z))]
+    R_D = E_x[log D(x)] + E_z[log(1 - D(G(z)))]
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+from keras import ops
+
+LOSSES = ("non_saturating", "minimax", "hinge", "reward")
+DEFAULT_LATENT_DIM = 100  # the second article's `input_size`
+_EPSILON = 1e-7
+
+
+def _is_sigmoid(activation: Any) -> bool:
+    return activation is keras.activations.sigmoid or getattr(activation, "__name__", "") == "sigmoid"
+
+
+def _ends_in_sigmoid(model: keras.Model) -> bool:
+    """Whether the last layer squashes to a probability (the articles' discriminator does)."""
+    layers = getattr(model, "layers", [])
+    if not layers:
+        return False
+    return _is_sigmoid(getattr(layers[-1], "activation", None))
+
+
+def _shape_str(shape: Any) -> str:
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
+
+
+@keras.saving.register_keras_serializable(package="rlhf_keras")
+class GAN(keras.Model):
+    """A generator and a discriminator trained adversarially with `fit`.
+
+    Args:
+        generator: A Keras model mapping latent vectors `(batch, latent_dim)` to samples.
+            It may be unbuilt (a `Sequential` without an `Input`), as in the articles.
+        discriminator: A Keras model mapping samples to one unit: a probability (ending in
+            a sigmoid, as in the articles) or a logit. Either way the losses are computed
+            from logits, so they stay finite when the discriminator saturates.
+        latent_dim: Size of the latent vector. Defaults to the generator's input size when it
+            is built, else 100.
+        d_steps: Discriminator updates per batch (each with fresh latent vectors).
+        discriminator_output: `"auto"` (a sigmoid last layer means probabilities, anything
+            else logits), `"probability"` or `"logit"`.
+        seed: Seed of the latent noise drawn during training.
+
+    Raises:
+        ValueError: If the pair cannot work together; the message names both shapes.
+    """
+
+    def __init__(
+        self,
+        generator: keras.Model,
+        discriminator: keras.Model,
+        latent_dim: int | None = None,
+        d_steps: int = 1,
+        discriminator_output: str = "auto",
+        seed: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        for role, model in (("generator", generator), ("discriminator", discriminator)):
+            if not isinstance(model, keras.Model):
+                raise TypeError(
+                    f"The {role} must be a keras.Model (e.g. a keras.Sequential of Dense layers), "
+                    f"got {type(model).__name__}."
+                )
+        if int(d_steps) < 1:
+            raise ValueError(f"d_steps must be >= 1, got {d_steps}.")
+        if discriminator_output not in ("auto", "probability", "logit"):
+            raise ValueError(
+                "discriminator_output must be 'auto', 'probability' or 'logit', "
+                f"got {discriminator_output!r}."
+            )
+        self.generator = generator
+        self.discriminator = discriminator
+        self.latent_dim = int(latent_dim or _built_input_size(generator) or DEFAULT_LATENT_DIM)
+        self.d_steps = int(d_steps)
+        self.discriminator_output = discriminator_output
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.data_shape = self._check_pair()
+        self.discriminator_returns_probability = (
+            discriminator_output == "probability"
+            or (discriminator_output == "auto" and _ends_in_sigmoid(discriminator))
+        )
+        self.loss_name = "non_saturating"
+        self.g_optimizer: keras.optimizers.Optimizer | None = None
+        self.d_optimizer: keras.optimizers.Optimizer | None = None
+        self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
+        self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
+        self.d_real_tracker = keras.metrics.Mean(name="d_real")
+        self.d_fake_tracker = keras.metrics.Mean(name="d_fake")
+        self.r_g_tracker = keras.metrics.Mean(name="r_g")
+        self.r_d_tracker = keras.metrics.Mean(name="r_d")
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def from_sequential(cls, model: keras.Model, **kwargs: Any) -> GAN:
+        """Builds a GAN from the first article's `keras.Sequential([generator, discriminator])`.
+
+        Args:
+            model: A `Sequential` holding exactly two models, the generator then the
+                discriminator, built or not.
+            **kwargs: Passed to `GAN(...)` (`latent_dim`, `d_steps`, `seed`, ...).
+
+        Returns:
+            A `GAN` sharing the two models (and their weights) with `model`.
+        """
+        if isinstance(model, GAN):
+            return model
+        if not isinstance(model, keras.Model):
+            raise TypeError(
+                "Expected keras.Sequential([generator, discriminator]) or a rlhf_keras.GAN, "
+                f"got {type(model).__name__}."
+            )
+        parts = list(getattr(model, "layers", []))
+        if len(parts) != 2 or not all(isinstance(p, keras.Model) for p in parts):
+            kinds = ", ".join(type(p).__name__ for p in parts) or "nothing"
+            raise ValueError(
+                "A GAN Sequential must hold exactly two models, "
+                f"keras.Sequential([generator, discriminator]); this one holds [{kinds}]. "
+                "Build the generator and the discriminator as separate keras.Sequential models "
+                "and put just those two in the outer Sequential."
+            )
+        return cls(parts[0], parts[1], **kwargs)
+
+    def _check_pair(self) -> tuple[int, ...]:
+        """Builds both models and checks that G's output feeds D and D outputs one unit."""
+        latent_shape = (None, self.latent_dim)
+        try:
+            if not self.generator.built:
+                self.generator.build(latent_shape)
+            g_out = tuple(self.generator.compute_output_shape(latent_shape))
+        except Exception as err:  # noqa: BLE001 - re-raised with the shapes involved
+            raise ValueError(
+                f"The generator cannot take latent vectors of shape {_shape_str(latent_shape)}: "
+                f"{err}. Pass latent_dim= matching the generator's input."
+            ) from err
+        d_in = _built_input_shape(self.discriminator)
+        if d_in is not None and tuple(d_in[1:]) != tuple(g_out[1:]):
+            raise ValueError(
+                f"Generator output shape {_shape_str(g_out)} does not match discriminator input "
+                f"shape {_shape_str(d_in)}. Make the generator's last layer produce what the "
+                "discriminator expects (e.g. add a Reshape or Flatten layer)."
+            )
+        try:
+            if not self.discriminator.built:
+                self.discriminator.build(g_out)
+            d_out = tuple(self.discriminator.compute_output_shape(g_out))
+        except Exception as err:  # noqa: BLE001 - re-raised with the shapes involved
+            raise ValueError(
+                f"Generator output shape {_shape_str(g_out)} does not fit the discriminator: "
+                f"{err}. Make the generator's last layer produce what the discriminator expects."
+            ) from err
+        if tuple(d_out[1:]) != (1,):
+            raise ValueError(
+                f"The discriminator must output one unit per sample, shape (None, 1); it outputs "
+                f"{_shape_str(d_out)} for generator output shape {_shape_str(g_out)}. "
+                "End it with Dense(1) (logit) or Dense(1, activation='sigmoid')."
+            )
+        return tuple(int(d) for d in g_out[1:])
+
+    def build(self, input_shape: Any = None) -> None:
+        # Both halves were built in __init__; this only marks the wrapper itself.
+        self.built = True
+
+    def call(self, z: Any, training: bool = False) -> Any:
+        """D(G(z)): the probability (or logit) the discriminator gives generated samples."""
+        return self.discriminator(self.generator(z, training=training), training=training)
+
+    # ------------------------------------------------------------------ compile
+
+    def compile(
+        self,
+        g_optimizer: keras.optimizers.Optimizer | str | None = None,
+        d_optimizer: keras.optimizers.Optimizer | str | None = None,
+        loss: str = "non_saturating",
+        **kwargs: Any,
+    ) -> None:
+        """Configures the two optimizers and the adversarial loss.
+
+        Args:
+            g_optimizer: Generator optimizer; defaults to Adam(2e-4, beta_1=0.5).
+            d_optimizer: Discriminator optimizer; defaults to Adam(2e-4, beta_1=0.5).
+            loss: `"non_saturating"` (BCE with real labels for G, the articles' loss),
+                `"minimax"` (G minimises E[log(1 - D(G(z)))]), `"hinge"`, or `"reward"`
+                (G maximises R_G = E[D(G(z))] directly).
+            **kwargs: Passed to `keras.Model.compile` (`jit_compile`, `steps_per_execution`,
+                `run_eagerly`).
+        """
+        if loss not in LOSSES:
+            raise ValueError(f"Unknown loss {loss!r}; choose one of {', '.join(LOSSES)}.")
+        for name in ("optimizer", "loss", "metrics"):
+            if kwargs.pop(name, None) is not None:
+                raise ValueError(
+                    f"GAN.compile takes g_optimizer/d_optimizer and loss= one of {LOSSES}; "
+                    f"'{name}=' is not used."
+                )
+        # optimizer=None keeps Keras from creating a default optimizer that nothing uses.
+        super().compile(optimizer=None, **kwargs)
+        self.g_optimizer = _optimizer(g_optimizer)
+        self.d_optimizer = _optimizer(d_optimizer)
+        self.loss_name = loss
+        self.g_optimizer.build(self.generator.trainable_variables)
+        self.d_optimizer.build(self.discriminator.trainable_variables)
+
+    def get_compile_config(self) -> dict[str, Any] | None:
+        if self.g_optimizer is None:
+            return None
+        return {
+            "g_optimizer": keras.optimizers.serialize(self.g_optimizer),
+            "d_optimizer": keras.optimizers.serialize(self.d_optimizer),
+            "loss": self.loss_name,
+        }
+
+    def compile_from_config(self, config: dict[str, Any]) -> None:
+        self.compile(
+            g_optimizer=keras.optimizers.deserialize(config["g_optimizer"]),
+            d_optimizer=keras.optimizers.deserialize(config["d_optimizer"]),
+            loss=config.get("loss", "non_saturating"),
+        )
+
+    # ------------------------------------------------------------------ training
+
+    @property
+    def metrics(self) -> list[keras.metrics.Metric]:
+        return [
+            self.d_loss_tracker,
+            self.g_loss_tracker,
+            self.d_real_tracker,
+            self.d_fake_tracker,
+            self.r_g_tracker,
+            self.r_d_tracker,
+        ]
+
+    def _logits(self, samples: Any, training: bool) -> Any:
+        """Discriminator logits; recovered from a sigmoid output without losing precision."""
+        out = self.discriminator(samples, training=training)
+        if not self.discriminator_returns_probability:
+            return out
+        logits = getattr(out, "_keras_logits", None)  # kept by Keras's sigmoid activation
+        if logits is not None:
+            return logits
+        p = ops.clip(out, _EPSILON, 1.0 - _EPSILON)
+        return ops.log(p) - ops.log1p(-p)
+
+    def _latent(self, batch_size: Any) -> Any:
+        return keras.random.normal((batch_size, self.latent_dim), seed=self.seed_generator)
+
+    def _discriminator_loss(self, real_logits: Any, fake_logits: Any) -> Any:
+        if self.loss_name == "hinge":
+            return ops.mean(ops.relu(1.0 - real_logits)) + ops.mean(ops.relu(1.0 + fake_logits))
+        # BCE(1, D(x)) + BCE(0, D(G(z))) = -R_D; softplus(-l) = -log sigmoid(l).
+        return ops.mean(ops.softplus(-real_logits)) + ops.mean(ops.softplus(fake_logits))
+
+    def _generator_loss(self, fake_logits: Any) -> Any:
+        if self.loss_name == "non_saturating":
+            return ops.mean(ops.softplus(-fake_logits))  # BCE(1, D(G(z)))
+        if self.loss_name == "minimax":
+            return -ops.mean(ops.softplus(fake_logits))  # E[log(1 - D(G(z)))]
+        if self.loss_name == "hinge":
+            return -ops.mean(fake_logits)
+        return -ops.mean(ops.sigmoid(fake_logits))  # "reward": maximise R_G = E[D(G(z))]
+
+    def train_step(self, data: Any) -> dict[str, Any]:
+        import tensorflow as tf
+
+        real = _features_only(data)
+        batch_size = ops.shape(real)[0]
+
+        # 1) Discriminator: one pass over [real; fake] instead of two separate passes.
+        for _ in range(self.d_steps):
+            fake = self.generator(self._latent(batch_size), training=False)
+            with tf.GradientTape() as tape:
+                logits = self._logits(ops.concatenate([real, fake], axis=0), training=True)
+                real_logits, fake_logits = logits[:batch_size], logits[batch_size:]
+                d_loss = self._discriminator_loss(real_logits, fake_logits)
+            d_vars = self.discriminator.trainable_variables
+            self.d_optimizer.apply_gradients(zip(tape.gradient(d_loss, d_vars), d_vars))
+
+        # 2) Generator: fresh latent vectors through the updated discriminator.
+        with tf.GradientTape() as tape:
+            gen_logits = self._logits(
+                self.generator(self._latent(batch_size), training=True), training=True
+            )
+            g_loss = self._generator_loss(gen_logits)
+        g_vars = self.generator.trainable_variables
+        self.g_optimizer.apply_gradients(zip(tape.gradient(g_loss, g_vars), g_vars))
+
+        return self._update_metrics(d_loss, g_loss, real_logits, fake_logits, gen_logits)
+
+    def test_step(self, data: Any) -> dict[str, Any]:
+        real = _features_only(data)
+        batch_size = ops.shape(real)[0]
+        fake = self.generator(self._latent(batch_size), training=False)
+        logits = self._logits(ops.concatenate([real, fake], axis=0), training=False)
+        real_logits, fake_logits = logits[:batch_size], logits[batch_size:]
+        d_loss = self._discriminator_loss(real_logits, fake_logits)
+        g_loss = self._generator_loss(fake_logits)
+        return self._update_metrics(d_loss, g_loss, real_logits, fake_logits, fake_logits)
+
+    def _update_metrics(
+        self, d_loss: Any, g_loss: Any, real_logits: Any, fake_logits: Any, gen_logits: Any
+    ) -> dict[str, Any]:
+        r_d = -(ops.mean(ops.softplus(-real_logits)) + ops.mean(ops.softplus(fake_logits)))
+        self.d_loss_tracker.update_state(d_loss)
+        self.g_loss_tracker.update_state(g_loss)
+        self.d_real_tracker.update_state(ops.mean(ops.sigmoid(real_logits)))
+        self.d_fake_tracker.update_state(ops.mean(ops.sigmoid(fake_logits)))
+        self.r_g_tracker.update_state(ops.mean(ops.sigmoid(gen_logits)))
+        self.r_d_tracker.update_state(r_d)
+        return {m.name: m.result() for m in self.metrics}
+
+    # ------------------------------------------------------------------ sampling
+
+    def latent_vectors(self, n: int, seed: int | None = None) -> np.ndarray:
+        """`n` standard-normal latent vectors, reproducible for a given seed."""
+        rng = np.random.default_rng(seed)
+        return rng.standard_normal((int(n), self.latent_dim)).astype("float32")
+
+    def generate(
+        self, n: int, seed: int | None = None, z: np.ndarray | None = None, batch_size: int = 2048
+    ) -> np.ndarray:
+        """Generates samples in data space.
+
+        Args:
+            n: Number of samples.
+            seed: Seed of the latent vectors; the same seed gives the same samples.
+            z: Latent vectors to use instead of drawing them (shape `(n, latent_dim)`).
+            batch_size: Samples generated per forward pass.
+
+        Returns:
+            A float32 array of shape `(n, *data_shape)`, in the generator's output range
+            ([-1, 1] for a tanh generator).
+        """
+        z = self.latent_vectors(n, seed) if z is None else np.asarray(z, dtype="float32")
+        return np.asarray(self.generator.predict(z, batch_size=batch_size, verbose=0))
+
+    # ------------------------------------------------------------------ serialization
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "generator": keras.saving.serialize_keras_object(self.generator),
+            "discriminator": keras.saving.serialize_keras_object(self.discriminator),
+            "latent_dim": self.latent_dim,
+            "d_steps": self.d_steps,
+            "discriminator_output": self.discriminator_output,
+            "seed": self.seed,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> GAN:
+        config = dict(config)
+        generator = keras.saving.deserialize_keras_object(config.pop("generator"))
+        discriminator = keras.saving.deserialize_keras_object(config.pop("discriminator"))
+        return cls(generator, discriminator, **config)
+
+
+def _features_only(data: Any) -> Any:
+    """`fit` may hand over `x` or `(x, y)`; a GAN only needs `x`."""
+    if isinstance(data, (tuple, list)):
+        data = data[0]
+    return data
+
+
+def _optimizer(spec: keras.optimizers.Optimizer | str | None) -> keras.optimizers.Optimizer:
+    if spec is None:
+        return keras.optimizers.Adam(learning_rate=2e-4, beta_1=0.5)
+    return keras.optimizers.get(spec)
+
+
+def _built_input_shape(model: keras.Model) -> tuple | None:
+    if not model.built:
+        return None
+    try:
+        shape = model.input_shape
+    except (AttributeError, ValueError):
+        return None
+    return tuple(shape) if isinstance(shape, (tuple, list)) and shape and not isinstance(shape[0], (tuple, list)) else None
+
+
+def _built_input_size(model: keras.Model) -> int | None:
+    shape = _built_input_shape(model)
+    return int(shape[-1]) if shape and shape[-1] is not None else None
