@@ -1,6 +1,15 @@
-"""rlhf_keras: tune Keras GANs with reinforcement learning."""
+"""rlhf_keras: tune Keras GANs with reinforcement learning.
 
+Three rooms, imports flowing one way (model -> evidence -> search):
+
+- the model: `GAN` (gan.py) and the articles' `architectures`;
+- the evidence: `data` loaders, quality `metrics`, `reports` (pictures);
+- the search: the REINFORCE `policy`, `ReinforceOracle` (a keras-tuner Oracle) and `RLHF`.
+"""
+
+from rlhf_keras import architectures, data
+from rlhf_keras.data import DataError, DataInfo
 from rlhf_keras.gan import GAN
 
 __version__ = "0.1.0"
-__all__ = ["GAN"]
+__all__ = ["GAN", "DataError", "DataInfo", "architectures", "data"]

@@ -136,12 +136,19 @@ def build(
     """Builds a named architecture: `"seed"` (first article), `"small"` (second) or `"dcgan"`."""
     builders = {"seed": seed_mlp, "small": small_mlp, "dcgan": dcgan}
     if arch not in builders:
-        raise ValueError(f"Unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}.")
+        raise ValueError(
+            f"Unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}."
+        )
     return builders[arch](data_shape=data_shape, latent_dim=latent_dim, width=width)
 
 
-_SCALABLE = {layers.Dense: "units", layers.Conv1D: "filters", layers.Conv2D: "filters",
-             layers.Conv2DTranspose: "filters", layers.Conv3D: "filters"}
+_SCALABLE = {
+    layers.Dense: "units",
+    layers.Conv1D: "filters",
+    layers.Conv2D: "filters",
+    layers.Conv2DTranspose: "filters",
+    layers.Conv3D: "filters",
+}
 
 
 def scale_widths(model: keras.Sequential, factor: float) -> keras.Sequential:

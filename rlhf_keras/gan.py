@@ -24,7 +24,9 @@ _EPSILON = 1e-7
 
 
 def _is_sigmoid(activation: Any) -> bool:
-    return activation is keras.activations.sigmoid or getattr(activation, "__name__", "") == "sigmoid"
+    if activation is keras.activations.sigmoid:
+        return True
+    return getattr(activation, "__name__", "") == "sigmoid"
 
 
 def _ends_in_sigmoid(model: keras.Model) -> bool:
@@ -42,6 +44,9 @@ def _shape_str(shape: Any) -> str:
 @keras.saving.register_keras_serializable(package="rlhf_keras")
 class GAN(keras.Model):
     """A generator and a discriminator trained adversarially with `fit`.
+
+    `fit` logs `d_loss`, `g_loss`, their sum `loss`, `d_real` = E[D(x)], `d_fake` = E[D(G(z))],
+    and the reward terms `r_g` = E[D(G(z))] and `r_d` = E[log D(x)] + E[log(1 - D(G(z)))].
 
     Args:
         generator: A Keras model mapping latent vectors `(batch, latent_dim)` to samples.
@@ -92,19 +97,21 @@ class GAN(keras.Model):
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.data_shape = self._check_pair()
-        self.discriminator_returns_probability = (
-            discriminator_output == "probability"
-            or (discriminator_output == "auto" and _ends_in_sigmoid(discriminator))
+        self.discriminator_returns_probability = discriminator_output == "probability" or (
+            discriminator_output == "auto" and _ends_in_sigmoid(discriminator)
         )
         self.loss_name = "non_saturating"
         self.g_optimizer: keras.optimizers.Optimizer | None = None
         self.d_optimizer: keras.optimizers.Optimizer | None = None
+        # `loss` = d_loss + g_loss, so callbacks that watch "loss" (TerminateOnNaN) work as usual.
+        self.loss_tracker = keras.metrics.Mean(name="loss")
         self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
         self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
         self.d_real_tracker = keras.metrics.Mean(name="d_real")
         self.d_fake_tracker = keras.metrics.Mean(name="d_fake")
         self.r_g_tracker = keras.metrics.Mean(name="r_g")
         self.r_d_tracker = keras.metrics.Mean(name="r_d")
+        self.built = True  # both halves are built by _check_pair
 
     # ------------------------------------------------------------------ construction
 
@@ -174,10 +181,6 @@ class GAN(keras.Model):
             )
         return tuple(int(d) for d in g_out[1:])
 
-    def build(self, input_shape: Any = None) -> None:
-        # Both halves were built in __init__; this only marks the wrapper itself.
-        self.built = True
-
     def call(self, z: Any, training: bool = False) -> Any:
         """D(G(z)): the probability (or logit) the discriminator gives generated samples."""
         return self.discriminator(self.generator(z, training=training), training=training)
@@ -239,6 +242,7 @@ class GAN(keras.Model):
     @property
     def metrics(self) -> list[keras.metrics.Metric]:
         return [
+            self.loss_tracker,
             self.d_loss_tracker,
             self.g_loss_tracker,
             self.d_real_tracker,
@@ -290,7 +294,9 @@ class GAN(keras.Model):
                 real_logits, fake_logits = logits[:batch_size], logits[batch_size:]
                 d_loss = self._discriminator_loss(real_logits, fake_logits)
             d_vars = self.discriminator.trainable_variables
-            self.d_optimizer.apply_gradients(zip(tape.gradient(d_loss, d_vars), d_vars))
+            self.d_optimizer.apply_gradients(
+                zip(tape.gradient(d_loss, d_vars), d_vars, strict=True)
+            )
 
         # 2) Generator: fresh latent vectors through the updated discriminator.
         with tf.GradientTape() as tape:
@@ -299,7 +305,7 @@ class GAN(keras.Model):
             )
             g_loss = self._generator_loss(gen_logits)
         g_vars = self.generator.trainable_variables
-        self.g_optimizer.apply_gradients(zip(tape.gradient(g_loss, g_vars), g_vars))
+        self.g_optimizer.apply_gradients(zip(tape.gradient(g_loss, g_vars), g_vars, strict=True))
 
         return self._update_metrics(d_loss, g_loss, real_logits, fake_logits, gen_logits)
 
@@ -317,6 +323,7 @@ class GAN(keras.Model):
         self, d_loss: Any, g_loss: Any, real_logits: Any, fake_logits: Any, gen_logits: Any
     ) -> dict[str, Any]:
         r_d = -(ops.mean(ops.softplus(-real_logits)) + ops.mean(ops.softplus(fake_logits)))
+        self.loss_tracker.update_state(d_loss + g_loss)
         self.d_loss_tracker.update_state(d_loss)
         self.g_loss_tracker.update_state(g_loss)
         self.d_real_tracker.update_state(ops.mean(ops.sigmoid(real_logits)))
@@ -391,7 +398,9 @@ def _built_input_shape(model: keras.Model) -> tuple | None:
         shape = model.input_shape
     except (AttributeError, ValueError):
         return None
-    return tuple(shape) if isinstance(shape, (tuple, list)) and shape and not isinstance(shape[0], (tuple, list)) else None
+    if not isinstance(shape, (tuple, list)) or not shape or isinstance(shape[0], (tuple, list)):
+        return None  # unknown, or a multi-input model
+    return tuple(shape)
 
 
 def _built_input_size(model: keras.Model) -> int | None:

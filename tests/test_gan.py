@@ -1,0 +1,266 @@
+"""The GAN core: construction checks, losses, training on real data, saving, callbacks."""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from keras import layers
+
+from rlhf_keras import GAN, architectures, data
+
+
+def article_pair() -> tuple[keras.Sequential, keras.Sequential]:
+    """The first article's models, exactly as written there (unbuilt)."""
+    generator = tf.keras.Sequential(
+        [
+            layers.Dense(256, activation="relu"),
+            layers.Dense(512, activation="relu"),
+            layers.Dense(1024, activation="relu"),
+            layers.Dense(784, activation="tanh"),
+        ]
+    )
+    discriminator = tf.keras.Sequential(
+        [
+            layers.Dense(1024, activation="relu"),
+            layers.Dense(512, activation="relu"),
+            layers.Dense(256, activation="relu"),
+            layers.Dense(1, activation="sigmoid"),
+        ]
+    )
+    return generator, discriminator
+
+
+def compiled(gan: GAN, lr: float = 2e-4, loss: str = "non_saturating") -> GAN:
+    gan.compile(
+        g_optimizer=keras.optimizers.Adam(lr, beta_1=0.5),
+        d_optimizer=keras.optimizers.Adam(lr, beta_1=0.5),
+        loss=loss,
+    )
+    return gan
+
+
+# ---------------------------------------------------------------- construction
+
+
+def test_from_sequential_accepts_the_articles_unbuilt_models():
+    generator, discriminator = article_pair()
+    gan = GAN.from_sequential(tf.keras.Sequential([generator, discriminator]))
+    assert gan.latent_dim == 100
+    assert gan.data_shape == (784,)
+    assert gan.discriminator_returns_probability
+    assert gan.generator is generator and gan.discriminator is discriminator
+
+
+def test_latent_dim_comes_from_a_built_generator():
+    generator, discriminator = architectures.small_mlp(data_shape=(2,), latent_dim=8)
+    assert GAN(generator, discriminator).latent_dim == 8
+
+
+def test_shape_mismatch_names_both_shapes():
+    generator, _ = architectures.small_mlp(data_shape=(784,))
+    _, discriminator = architectures.small_mlp(data_shape=(2,))
+    with pytest.raises(ValueError) as err:
+        GAN(generator, discriminator)
+    message = str(err.value)
+    assert "(None, 784)" in message and "(None, 2)" in message
+    assert "Make the generator's last layer" in message
+
+
+def test_discriminator_must_output_one_unit():
+    generator, _ = architectures.small_mlp(data_shape=(2,))
+    discriminator = keras.Sequential([layers.Dense(8), layers.Dense(3)])
+    with pytest.raises(ValueError, match=r"one unit.*\(None, 3\).*\(None, 2\).*Dense\(1"):
+        GAN(generator, discriminator)
+
+
+def test_sequential_of_three_models_is_refused():
+    generator, discriminator = article_pair()
+    extra = keras.Sequential([layers.Dense(1)])
+    with pytest.raises(ValueError, match=r"exactly two models.*Sequential, Sequential, Sequential"):
+        GAN.from_sequential(keras.Sequential([generator, discriminator, extra]))
+
+
+def test_not_a_keras_model_is_refused():
+    with pytest.raises(TypeError, match="must be a keras.Model"):
+        GAN(lambda z: z, keras.Sequential([layers.Dense(1)]))
+    with pytest.raises(TypeError, match=r"Sequential\(\[generator, discriminator\]\)"):
+        GAN.from_sequential("generator+discriminator")
+
+
+def test_compile_refuses_unknown_loss_and_keras_arguments():
+    gan = GAN(*architectures.small_mlp(data_shape=(2,)))
+    with pytest.raises(ValueError, match="Unknown loss 'wasserstein'"):
+        gan.compile(loss="wasserstein")
+    with pytest.raises(ValueError, match="'optimizer=' is not used"):
+        gan.compile(optimizer="adam")
+
+
+def test_compile_leaves_no_unused_optimizer():
+    gan = compiled(GAN(*architectures.small_mlp(data_shape=(2,))))
+    assert gan.optimizer is None
+    assert gan.g_optimizer is not gan.d_optimizer
+
+
+# ---------------------------------------------------------------- losses
+
+
+def test_losses_are_stable_when_the_sigmoid_saturates():
+    """A sigmoid D certain that the fakes are fake still gives G a finite, useful loss."""
+    generator = keras.Sequential([keras.Input((4,)), layers.Dense(2)])
+    discriminator = keras.Sequential(
+        [
+            keras.Input((2,)),
+            layers.Dense(
+                1,
+                activation="sigmoid",
+                kernel_initializer="zeros",
+                bias_initializer=keras.initializers.Constant(-40.0),
+            ),
+        ]
+    )
+    gan = compiled(GAN(generator, discriminator, seed=0))
+    logits = gan._logits(generator(np.ones((3, 4), "float32")), training=False)
+    np.testing.assert_allclose(np.asarray(logits), -40.0, atol=1e-3)  # not clipped at log(1e-7)
+    g_loss = float(gan._generator_loss(logits))
+    assert g_loss == pytest.approx(40.0, rel=1e-3)
+
+
+@pytest.mark.parametrize("loss", ["non_saturating", "minimax", "hinge", "reward"])
+def test_every_loss_trains_and_reports_the_reward_terms(loss):
+    keras.utils.set_random_seed(0)
+    gan = compiled(GAN(*architectures.small_mlp(data_shape=(2,), latent_dim=8), seed=0), loss=loss)
+    x = np.random.default_rng(0).normal(size=(256, 2)).astype("float32")
+    logs = gan.fit(x, batch_size=64, epochs=1, verbose=0).history
+    assert set(logs) == {"loss", "d_loss", "g_loss", "d_real", "d_fake", "r_g", "r_d"}
+    assert all(math.isfinite(v[-1]) for v in logs.values())
+    assert 0.0 < logs["d_real"][-1] < 1.0 and 0.0 < logs["r_g"][-1] < 1.0
+    assert logs["r_d"][-1] < 0.0  # a sum of two log-probabilities
+    assert logs["loss"][-1] == pytest.approx(logs["d_loss"][-1] + logs["g_loss"][-1], rel=1e-5)
+    if loss in ("non_saturating", "minimax", "reward"):
+        assert logs["d_loss"][-1] == pytest.approx(-logs["r_d"][-1], rel=1e-5)
+
+
+def test_logit_discriminator_uses_logits_directly():
+    gan = compiled(GAN(*architectures.dcgan(latent_dim=16), seed=0))
+    assert not gan.discriminator_returns_probability
+    x = np.random.default_rng(0).uniform(-1, 1, size=(64, 28, 28, 1)).astype("float32")
+    logs = gan.fit(x, batch_size=32, epochs=1, verbose=0).history
+    assert all(math.isfinite(v[-1]) for v in logs.values())
+    assert gan.generate(3, seed=0).shape == (3, 28, 28, 1)
+
+
+def test_d_steps_updates_the_discriminator_more_often():
+    keras.utils.set_random_seed(0)
+    gan = compiled(GAN(*architectures.small_mlp(data_shape=(2,), latent_dim=8), d_steps=3, seed=0))
+    gan.fit(np.zeros((64, 2), "float32"), batch_size=64, epochs=1, verbose=0)
+    assert int(gan.d_optimizer.iterations) == 3 and int(gan.g_optimizer.iterations) == 1
+
+
+# ---------------------------------------------------------------- real training
+
+
+def test_ring8_training_pulls_samples_onto_the_modes():
+    """Acceptance: a seeded run of the small MLP cuts the distance to the nearest mode >= 5x."""
+    keras.utils.set_random_seed(0)
+    dataset, info = data.load("ring8", batch_size=128, seed=0)
+    centers, _ = data.mixture_modes("ring8")
+    gan = compiled(
+        GAN(*architectures.small_mlp(data_shape=info.shape, latent_dim=8), seed=0), lr=1e-3
+    )
+
+    def mean_distance() -> float:
+        points = gan.generate(2500, seed=1)
+        return float(np.linalg.norm(points[:, None] - centers[None], axis=-1).min(1).mean())
+
+    before = mean_distance()
+    gan.fit(dataset.repeat().take(2000), epochs=1, verbose=0)
+    after = mean_distance()
+    assert after * 5 <= before, (before, after)
+
+
+def test_one_epoch_on_real_mnist(mnist_dir):
+    """Acceptance: after one MNIST epoch D tells real from fake and samples are valid."""
+    keras.utils.set_random_seed(0)
+    dataset, info = data.load(mnist_dir, batch_size=64, seed=0, shape=(784,))
+    assert info.size == 10_000
+    generator, discriminator = article_pair()
+    gan = compiled(GAN.from_sequential(keras.Sequential([generator, discriminator]), seed=0))
+    logs = gan.fit(dataset, epochs=1, verbose=0).history
+    assert all(math.isfinite(v[-1]) for v in logs.values())
+    assert logs["d_real"][-1] > logs["d_fake"][-1]
+    samples = gan.generate(256, seed=0)
+    assert samples.shape == (256, 784)
+    assert samples.min() >= -1.0 and samples.max() <= 1.0
+    held_out = gan.evaluate(dataset.take(5), verbose=0, return_dict=True)
+    assert held_out["d_real"] > held_out["d_fake"]
+
+
+def test_same_seed_same_first_epoch_losses():
+    def first_epoch() -> dict[str, float]:
+        keras.utils.set_random_seed(7)
+        dataset, info = data.load("digits", batch_size=64, seed=7, shape=(784,))
+        gan = compiled(GAN(*architectures.small_mlp(data_shape=(784,)), seed=7))
+        return {k: v[0] for k, v in gan.fit(dataset, epochs=1, verbose=0).history.items()}
+
+    first, second = first_epoch(), first_epoch()
+    assert first == pytest.approx(second, rel=1e-6, abs=1e-7)
+
+
+# ---------------------------------------------------------------- saving and callbacks
+
+
+def test_save_load_round_trip_gives_identical_samples(tmp_path):
+    keras.utils.set_random_seed(0)
+    gan = compiled(GAN(*architectures.small_mlp(data_shape=(784,)), seed=3), loss="hinge")
+    gan.fit(
+        np.random.default_rng(0).uniform(-1, 1, (128, 784)).astype("float32"),
+        batch_size=64,
+        epochs=1,
+        verbose=0,
+    )
+    path = tmp_path / "gan.keras"
+    gan.save(path)
+    loaded = keras.models.load_model(path)  # safe_mode=True by default
+    assert isinstance(loaded, GAN)
+    assert (loaded.latent_dim, loaded.data_shape, loaded.seed) == (100, (784,), 3)
+    assert loaded.loss_name == "hinge"
+    z = gan.latent_vectors(16, seed=11)
+    np.testing.assert_array_equal(gan.generate(16, z=z), loaded.generate(16, z=z))
+    np.testing.assert_array_equal(gan.generate(16, seed=5), loaded.generate(16, seed=5))
+    pairs = zip(gan.d_optimizer.variables, loaded.d_optimizer.variables, strict=True)
+    for original, restored in pairs:
+        np.testing.assert_array_equal(np.asarray(original), np.asarray(restored))
+
+
+def test_fit_with_the_usual_callbacks(tmp_path):
+    keras.utils.set_random_seed(0)
+    gan = compiled(GAN(*architectures.small_mlp(data_shape=(2,), latent_dim=8), seed=0))
+    x = np.random.default_rng(0).normal(size=(256, 2)).astype("float32")
+    callbacks = [
+        keras.callbacks.TerminateOnNaN(),
+        keras.callbacks.EarlyStopping(monitor="g_loss", mode="min", patience=50),
+        keras.callbacks.ModelCheckpoint(str(tmp_path / "ckpt.keras")),
+        keras.callbacks.BackupAndRestore(str(tmp_path / "backup")),
+        keras.callbacks.TensorBoard(str(tmp_path / "logs")),
+    ]
+    history = gan.fit(x, batch_size=64, epochs=3, verbose=0, callbacks=callbacks)
+    assert len(history.history["g_loss"]) == 3
+    assert isinstance(keras.models.load_model(tmp_path / "ckpt.keras"), GAN)
+    assert list((tmp_path / "logs" / "train").glob("events.out.tfevents.*"))
+
+
+def test_terminate_on_nan_stops_a_diverged_run():
+    """The summed `loss` lets Keras's TerminateOnNaN stop a GAN at the first bad batch."""
+    generator = keras.Sequential([keras.Input((4,)), layers.Dense(2)])
+    discriminator = keras.Sequential([keras.Input((2,)), layers.Dense(1)])  # logits, no ReLU
+    gan = compiled(GAN(generator, discriminator, seed=0))
+    x = np.full((512, 2), np.nan, dtype="float32")
+    history = gan.fit(
+        x, batch_size=64, epochs=5, verbose=0, callbacks=[keras.callbacks.TerminateOnNaN()]
+    )
+    assert len(history.history["loss"]) == 1
+    assert math.isnan(history.history["loss"][0])
