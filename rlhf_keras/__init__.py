@@ -7,9 +7,20 @@ Three rooms, imports flowing one way (model -> evidence -> search):
 - the search: the REINFORCE `policy`, `ReinforceOracle` (a keras-tuner Oracle) and `RLHF`.
 """
 
-from rlhf_keras import architectures, data
+from rlhf_keras import architectures, data, metrics
 from rlhf_keras.data import DataError, DataInfo
 from rlhf_keras.gan import GAN
+from rlhf_keras.metrics import FIDCallback, fid, quality
 
 __version__ = "0.1.0"
-__all__ = ["GAN", "DataError", "DataInfo", "architectures", "data"]
+__all__ = [
+    "GAN",
+    "DataError",
+    "DataInfo",
+    "FIDCallback",
+    "architectures",
+    "data",
+    "fid",
+    "metrics",
+    "quality",
+]
