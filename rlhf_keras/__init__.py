@@ -11,6 +11,8 @@ from rlhf_keras import architectures, data, metrics
 from rlhf_keras.data import DataError, DataInfo
 from rlhf_keras.gan import GAN
 from rlhf_keras.metrics import FIDCallback, fid, quality
+from rlhf_keras.oracle import ReinforceOracle
+from rlhf_keras.tuner import RLHF, default_search_space
 
 __version__ = "0.1.0"
 __all__ = [
@@ -23,4 +25,7 @@ __all__ = [
     "fid",
     "metrics",
     "quality",
+    "ReinforceOracle",
+    "RLHF",
+    "default_search_space",
 ]

@@ -151,17 +151,21 @@ _SCALABLE = {
 }
 
 
-def scale_widths(model: keras.Sequential, factor: float) -> keras.Sequential:
+def scale_widths(
+    model: keras.Sequential, factor: float, keep_weights: bool = True
+) -> keras.Sequential:
     """Clones a Sequential with every Dense/Conv layer's units or filters scaled, except the last.
 
     The output layer keeps its size, so the clone still produces (or accepts) the same shapes.
     Layers that depend on the previous width (e.g. a `Reshape` after a Dense) must be
-    width-agnostic. The clone has fresh weights; with `factor == 1` weights are copied if the
-    original is built.
+    width-agnostic. The clone has fresh weights, except with `factor == 1` and
+    `keep_weights`, where a built original's weights are copied.
 
     Args:
         model: A `keras.Sequential`, built or not.
         factor: Width multiplier (> 0).
+        keep_weights: At `factor == 1`, copy the original's weights (fine-tuning) instead of
+            initialising afresh.
 
     Returns:
         A new `keras.Sequential`.
@@ -189,7 +193,7 @@ def scale_widths(model: keras.Sequential, factor: float) -> keras.Sequential:
             config["target_shape"] = (*target[:-1], _units(target[-1], factor))
         new_layers.append(type(layer).from_config(config))
     clone = keras.Sequential(new_layers, name=model.name)
-    if factor == 1 and model.built and input_shape:
+    if keep_weights and factor == 1 and model.built and input_shape:
         clone.set_weights(model.get_weights())
     return clone
 

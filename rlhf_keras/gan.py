@@ -355,7 +355,12 @@ class GAN(keras.Model):
             ([-1, 1] for a tanh generator).
         """
         z = self.latent_vectors(n, seed) if z is None else np.asarray(z, dtype="float32")
-        return np.asarray(self.generator.predict(z, batch_size=batch_size, verbose=0))
+        # Direct calls, not predict(): no per-model tf.function to trace for a few batches.
+        chunks = [
+            np.asarray(self.generator(z[i : i + batch_size], training=False))
+            for i in range(0, len(z), batch_size)
+        ]
+        return np.concatenate(chunks) if chunks else np.zeros((0, *self.data_shape), "float32")
 
     # ------------------------------------------------------------------ serialization
 

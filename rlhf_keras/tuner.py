@@ -1,0 +1,540 @@
+"""`RLHF`: reinforcement-learning hyperparameter fine-tuning of a GAN, on keras-tuner.
+
+The first article's loop, made concrete:
+
+    gan = tf.keras.Sequential([generator, discriminator])
+    rlhf = RLHF()
+    best = rlhf.finetune(gan)
+
+Each trial rebuilds the generator and the discriminator with the widths the policy chose
+(`scale_widths`), compiles them with its learning rates, trains for `epochs_per_trial` epochs and
+is scored with `metrics.quality` (FID for images, mode metrics for 2-D data). The policy
+(`ReinforceOracle`) learns from those scores with REINFORCE, maximising E_{tau~p_theta}[R(tau)].
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import keras
+import keras_tuner
+import numpy as np
+
+from rlhf_keras import data as data_module
+from rlhf_keras import metrics
+from rlhf_keras.architectures import scale_widths
+from rlhf_keras.gan import GAN, LOSSES
+from rlhf_keras.oracle import ReinforceOracle
+
+# Hyperparameters a trial knows how to apply; anything else in a search space is an error.
+SUPPORTED_HYPERPARAMETERS = {
+    "g_lr": "generator Adam learning rate",
+    "d_lr": "discriminator Adam learning rate",
+    "g_width": "generator hidden-width multiplier",
+    "d_width": "discriminator hidden-width multiplier",
+    "beta_1": "Adam beta_1 of both optimizers",
+    "loss": f"adversarial loss, one of {', '.join(LOSSES)}",
+    "batch_size": "batch size",
+    "d_steps": "discriminator updates per batch",
+}
+RESULTS_FILE = "results.json"
+BEST_MODEL_FILE = "best_model.keras"
+SEARCH_FILE = "search.json"
+
+
+def default_search_space() -> keras_tuner.HyperParameters:
+    """Learning rates (log scale around the articles' 2e-4), width multipliers and Adam beta_1."""
+    hp = keras_tuner.HyperParameters()
+    hp.Float("g_lr", 1e-5, 1e-2, sampling="log", default=2e-4)
+    hp.Float("d_lr", 1e-5, 1e-2, sampling="log", default=2e-4)
+    hp.Choice("g_width", [0.25, 0.5, 1.0, 2.0], default=1.0)
+    hp.Choice("d_width", [0.25, 0.5, 1.0, 2.0], default=1.0)
+    hp.Choice("beta_1", [0.0, 0.5, 0.9], default=0.5)
+    return hp
+
+
+def check_search_space(hp: keras_tuner.HyperParameters) -> None:
+    """Raises ValueError if the space is empty or names a hyperparameter trials can't apply."""
+    if not isinstance(hp, keras_tuner.HyperParameters):
+        raise TypeError(
+            f"search_space must be a keras_tuner.HyperParameters, got {type(hp).__name__}. "
+            "Start from rlhf_keras.default_search_space() and add to it."
+        )
+    names = [entry.name for entry in hp.space]
+    if not names:
+        raise ValueError(
+            "The search space is empty. Define at least one of "
+            f"{', '.join(SUPPORTED_HYPERPARAMETERS)} (see rlhf_keras.default_search_space())."
+        )
+    unknown = [name for name in names if name not in SUPPORTED_HYPERPARAMETERS]
+    if unknown:
+        supported = "; ".join(f"{k} ({v})" for k, v in SUPPORTED_HYPERPARAMETERS.items())
+        raise ValueError(
+            f"Unsupported hyperparameter(s) {', '.join(map(repr, unknown))} in the search space. "
+            f"Supported: {supported}."
+        )
+    if "loss" in names:
+        bad = [v for v in hp._hps["loss"][0].values if v not in LOSSES]  # noqa: SLF001
+        if bad:
+            raise ValueError(f"Unknown loss value(s) {bad} in the search space; use {LOSSES}.")
+
+
+class GANHyperModel(keras_tuner.HyperModel):
+    """Builds and trains one trial's GAN from a base generator/discriminator pair.
+
+    Args:
+        generator: The base generator (`keras.Sequential`), built.
+        discriminator: The base discriminator (`keras.Sequential`), built.
+        latent_dim: Latent size of the GAN.
+        pretrained: Whether the base pair carries trained weights: trials at width 1 then
+            start from them instead of from a fresh initialisation.
+        data: The data source (name, path, ...) trials train on.
+        batch_size: Batch size when the space has no `batch_size`.
+        epochs: Training epochs per trial.
+        seed: Base seed; trial `i` initialises and draws noise with `seed + i`.
+        d_steps: Discriminator steps when the space has no `d_steps`.
+        loss: Adversarial loss when the space has no `loss`.
+    """
+
+    def __init__(
+        self,
+        generator: keras.Sequential,
+        discriminator: keras.Sequential,
+        latent_dim: int,
+        pretrained: bool,
+        data: Any,
+        batch_size: int,
+        epochs: int,
+        seed: int,
+        d_steps: int = 1,
+        loss: str = "non_saturating",
+    ) -> None:
+        super().__init__(name="gan")
+        self.generator = generator
+        self.discriminator = discriminator
+        self.latent_dim = latent_dim
+        self.pretrained = pretrained
+        self.data = data
+        self.batch_size = batch_size
+        self.epochs = epochs
+        self.seed = seed
+        self.d_steps = d_steps
+        self.loss = loss
+        self.trial_seed = seed  # set by GANTuner before each trial is built
+
+    def build(self, hp: keras_tuner.HyperParameters) -> GAN:
+        def value(name: str, default: Any) -> Any:
+            return hp.values.get(name, default)
+
+        g_width, d_width = float(value("g_width", 1.0)), float(value("d_width", 1.0))
+        # Seeded here, after keras-tuner's clear_session() has reset Keras's global seed.
+        seed = self.trial_seed
+        keras.utils.set_random_seed(seed)
+        generator = scale_widths(self.generator, g_width, keep_weights=self.pretrained)
+        discriminator = scale_widths(self.discriminator, d_width, keep_weights=self.pretrained)
+        gan = GAN(
+            generator,
+            discriminator,
+            latent_dim=self.latent_dim,
+            d_steps=int(value("d_steps", self.d_steps)),
+            seed=seed,
+        )
+        beta_1 = float(value("beta_1", 0.5))
+        gan.compile(
+            g_optimizer=keras.optimizers.Adam(float(value("g_lr", 2e-4)), beta_1=beta_1),
+            d_optimizer=keras.optimizers.Adam(float(value("d_lr", 2e-4)), beta_1=beta_1),
+            loss=str(value("loss", self.loss)),
+        )
+        return gan
+
+    def fit(
+        self, hp: keras_tuner.HyperParameters, model: GAN, *args: Any, **kwargs: Any
+    ) -> dict[str, float]:
+        """Trains `model` and scores it; a diverged run stops at once and scores NaN."""
+        batch_size = int(hp.values.get("batch_size", self.batch_size))
+        dataset, _ = data_module.load(
+            self.data, batch_size=batch_size, seed=model.seed, shape=model.data_shape
+        )
+        callbacks = [keras.callbacks.TerminateOnNaN(), *kwargs.pop("callbacks", [])]
+        kwargs.setdefault("epochs", self.epochs)
+        kwargs.setdefault("shuffle", False)  # the dataset is already shuffled, with a seed
+        history = model.fit(dataset, *args, callbacks=callbacks, **kwargs).history
+        last = {name: float(values[-1]) for name, values in history.items() if values}
+        result = {name: last[name] for name in ("d_loss", "g_loss", "r_g", "r_d") if name in last}
+        result["epochs_trained"] = float(len(history.get("loss", [])))
+        if not all(math.isfinite(v) for v in last.values()):
+            # keras-tuner marks a NaN objective as failed; the oracle gives it the penalty.
+            return {**result, "fid": math.nan, "score": math.nan, "diverged": 1.0}
+        quality = metrics.quality(model, self.data, seed=0)
+        return {**result, **{k: float(v) for k, v in quality.items()}, "diverged": 0.0}
+
+
+class GANTuner(keras_tuner.Tuner):
+    """A keras-tuner Tuner for `GANHyperModel`: trains, scores and records each trial.
+
+    Besides keras-tuner's own files it keeps, in the project directory, `results.json` (a row
+    per trial) and `best_model.keras` (the best GAN so far), both replaced atomically.
+    """
+
+    def __init__(self, *args: Any, verbose: int = 1, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.verbose = verbose
+        self._search_start = time.perf_counter()
+        self._trial_start: dict[str, float] = {}
+
+    def run_trial(self, trial: keras_tuner.engine.trial.Trial, *args: Any, **kwargs: Any) -> Any:
+        hp = trial.hyperparameters
+        self.hypermodel.trial_seed = self.hypermodel.seed + _trial_index(trial.trial_id)
+        gan = self._try_build(hp)
+        log_dir = Path(self.project_dir) / "logs" / f"trial_{trial.trial_id}"
+        callbacks = [*kwargs.pop("callbacks", []), keras.callbacks.TensorBoard(str(log_dir))]
+        kwargs["verbose"] = 1 if self.verbose >= 2 else 0
+        result = self.hypermodel.fit(hp, gan, *args, callbacks=callbacks, **kwargs)
+        self.save_model(trial.trial_id, gan)
+        if self._is_new_best(trial.trial_id, result):
+            _atomic_save(gan, Path(self.project_dir) / BEST_MODEL_FILE)
+        return result
+
+    def _is_new_best(self, trial_id: str, result: dict[str, float]) -> bool:
+        objective = self.oracle.objective
+        score = result.get(objective.name, math.nan)
+        if not math.isfinite(score):
+            return False
+        for other in self.oracle.trials.values():
+            if other.trial_id == trial_id or other.score is None:
+                continue
+            if other.status != "COMPLETED" or not math.isfinite(other.score):
+                continue
+            if objective.better_than(other.score, score) or other.score == score:
+                return False
+        return True
+
+    def save_model(self, trial_id: str, model: GAN, step: int = 0) -> None:
+        model.save_weights(self._get_checkpoint_fname(trial_id))
+
+    def on_trial_begin(self, trial: keras_tuner.engine.trial.Trial) -> None:
+        super().on_trial_begin(trial)
+        self._trial_start[trial.trial_id] = time.perf_counter()
+
+    def on_trial_end(self, trial: keras_tuner.engine.trial.Trial) -> None:
+        seconds = time.perf_counter() - self._trial_start.pop(trial.trial_id, time.perf_counter())
+        super().on_trial_end(trial)  # the oracle scores the trial and updates the policy
+        rows = self._record(trial.trial_id, seconds)
+        if self.verbose:
+            self._print_progress(rows, trial.trial_id)
+
+    def _record(self, trial_id: str, seconds: float) -> list[dict[str, Any]]:
+        path = Path(self.project_dir) / RESULTS_FILE
+        rows = _read_rows(path)
+        rows = [row for row in rows if row["trial_id"] != trial_id]
+        trial = self.oracle.get_trial(trial_id)
+        reward = getattr(self.oracle, "rewards", {}).get(trial_id, {})
+        row = {
+            "trial_id": trial_id,
+            "status": str(trial.status),
+            "values": {k: _native(v) for k, v in trial.hyperparameters.values.items()},
+            "score": _native(trial.score),
+            "reward": _native(reward.get("reward")),
+            "seconds": round(seconds, 2),
+            "metrics": {
+                name: _native(trial.metrics.get_last_value(name))
+                for name in trial.metrics.metrics
+            },
+        }
+        rows.append(row)
+        _atomic_write_json(path, rows)
+        return rows
+
+    def _print_progress(self, rows: list[dict[str, Any]], trial_id: str) -> None:
+        row = next(r for r in rows if r["trial_id"] == trial_id)
+        done = len(rows)
+        total = self.oracle.max_trials
+        elapsed = time.perf_counter() - self._search_start
+        finished_here = max(1, done - getattr(self, "_rows_at_start", 0))
+        eta = elapsed / finished_here * max(0, total - done)
+        values = ", ".join(f"{k}={_fmt(v)}" for k, v in row["values"].items())
+        name = self.oracle.objective.name
+        best = self.oracle.get_best_trials(1)
+        best_score = _fmt(best[0].score) if best else "-"
+        score = _fmt(row["score"]) if row["score"] is not None else "failed"
+        print(
+            f"[{done}/{total}] {values} | {name}={score} | best={best_score} | "
+            f"{_clock(elapsed)} elapsed, ETA {_clock(eta)}",
+            flush=True,
+        )
+
+    def on_search_begin(self) -> None:
+        super().on_search_begin()
+        self._search_start = time.perf_counter()
+        self._rows_at_start = len(_read_rows(Path(self.project_dir) / RESULTS_FILE))
+
+
+def _trial_index(trial_id: str) -> int:
+    if str(trial_id).isdigit():
+        return int(trial_id)
+    return int(hashlib.sha256(str(trial_id).encode()).hexdigest()[:6], 16)
+
+
+def _native(value: Any) -> Any:
+    if isinstance(value, (np.floating, np.integer)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def _read_rows(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(
+            f"{path} is not valid JSON ({err}). It holds the results table of this search; "
+            "restore it or move it away, then run again."
+        ) from err
+
+
+def _atomic_write_json(path: Path, payload: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=1))
+    os.replace(tmp, path)
+
+
+def _atomic_save(gan: GAN, path: Path) -> None:
+    tmp = path.with_name("." + path.stem + ".tmp.keras")
+    gan.save(tmp)
+    os.replace(tmp, path)  # a reader never sees a half-written best model
+
+
+class RLHF:
+    """Reinforcement-learning hyperparameter fine-tuning for GANs.
+
+    A REINFORCE policy (`ReinforceOracle`) proposes each trial's generator and discriminator
+    learning rates, width multipliers and Adam beta_1; the trial's GAN is trained and scored
+    (FID for images, lower is better; mode metrics for 2-D data), and the score is the
+    policy's reward. Runs are keras-tuner projects: results live in
+    `directory/project_name`, and calling `finetune` again with the same directory resumes.
+
+    With the defaults, `RLHF().finetune(gan)` on the first article's MLP and the embedded
+    digits runs 8 trials of 10 epochs (280 steps each): about 2 minutes on a 2-core CPU.
+
+    Args:
+        search_space: A `keras_tuner.HyperParameters`; default `default_search_space()`.
+            Supported names: g_lr, d_lr, g_width, d_width, beta_1, loss, batch_size, d_steps.
+        max_trials: Number of GANs to train.
+        epochs_per_trial: Training epochs of each trial.
+        batch_size: Batch size (unless the space tunes `batch_size`).
+        data: Default data source for `finetune` (see `rlhf_keras.data.load`); None: MNIST
+            from TFDS if available, else the embedded digits.
+        objective: `"auto"` (`fid`, min, for images; `score`, max, for 2-D data), or a
+            keras-tuner objective over the trial metrics (`fid`, `score`, `r_g`, `r_d`, ...).
+        directory: Where runs are kept.
+        project_name: The run's folder inside `directory`; default `"rlhf"`.
+        overwrite: Start afresh, deleting an earlier run in the same folder.
+        seed: Seed of the policy and of every trial's initialisation and noise.
+        verbose: 0 silent, 1 a line per trial, 2 also Keras progress bars.
+        **oracle_kwargs: Passed to `ReinforceOracle` (learning_rate, entropy_coef, ...).
+    """
+
+    def __init__(
+        self,
+        search_space: keras_tuner.HyperParameters | None = None,
+        max_trials: int = 8,
+        epochs_per_trial: int = 10,
+        batch_size: int = 64,
+        data: Any = None,
+        objective: Any = "auto",
+        directory: str | os.PathLike = "rlhf_runs",
+        project_name: str | None = None,
+        overwrite: bool = False,
+        seed: int | None = None,
+        verbose: int = 1,
+        **oracle_kwargs: Any,
+    ) -> None:
+        self.search_space = default_search_space() if search_space is None else search_space
+        check_search_space(self.search_space)
+        for name, value in (("max_trials", max_trials), ("epochs_per_trial", epochs_per_trial),
+                            ("batch_size", batch_size)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        self.max_trials = max_trials
+        self.epochs_per_trial = epochs_per_trial
+        self.batch_size = batch_size
+        self.data = data
+        self.objective = objective
+        self.directory = Path(directory)
+        self.project_name = project_name or "rlhf"
+        self.overwrite = overwrite
+        self.seed = 0 if seed is None else int(seed)
+        self.verbose = verbose
+        self.oracle_kwargs = oracle_kwargs
+        self.tuner: GANTuner | None = None
+        self.oracle: ReinforceOracle | None = None
+        self.best_gan: GAN | None = None
+
+    @property
+    def project_dir(self) -> Path:
+        return self.directory / self.project_name
+
+    def finetune(self, gan: Any, data: Any = None, **fit_kwargs: Any) -> GAN:
+        """Searches the hyperparameters of `gan` and returns the best GAN, trained.
+
+        Args:
+            gan: A `GAN`, or the first article's `keras.Sequential([generator,
+                discriminator])`, built or not. If its models are built (e.g. trained), trials
+                at width 1 start from their weights; other widths start afresh.
+            data: Data source; defaults to the `data` given to the constructor.
+            **fit_kwargs: Passed to each trial's `GAN.fit` (e.g. `callbacks`).
+
+        Returns:
+            The best trial's `GAN`, trained; also saved as `best_model.keras` in the run.
+        """
+        pretrained = _is_built(gan)
+        base = GAN.from_sequential(gan) if not isinstance(gan, GAN) else gan
+        source = self.data if data is None else data
+        # Load once now: a bad source or a shape the generator can't produce fails here.
+        _, info = data_module.load(source, batch_size=self.batch_size, seed=self.seed,
+                                   shape=base.data_shape)
+        if source is None:
+            source = info.name
+        objective = self._objective(info)
+        self._prepare_directory(info, objective)
+        hypermodel = GANHyperModel(
+            base.generator,
+            base.discriminator,
+            latent_dim=base.latent_dim,
+            pretrained=pretrained,
+            data=source,
+            batch_size=self.batch_size,
+            epochs=self.epochs_per_trial,
+            seed=self.seed,
+            d_steps=base.d_steps,
+            loss=base.loss_name,
+        )
+        self.oracle = ReinforceOracle(
+            objective=objective,
+            max_trials=self.max_trials,
+            hyperparameters=self.search_space,
+            seed=self.seed,
+            **self.oracle_kwargs,
+        )
+        self.tuner = GANTuner(
+            oracle=self.oracle,
+            hypermodel=hypermodel,
+            directory=str(self.directory),
+            project_name=self.project_name,
+            overwrite=False,
+            verbose=self.verbose,
+        )
+        self.oracle = self.tuner.oracle
+        if self.verbose:
+            print(f"RLHF: {self.max_trials} trials of {self.epochs_per_trial} epochs on "
+                  f"{info.name} ({info.size} examples), objective {objective.name} "
+                  f"({objective.direction}); run directory {self.project_dir}", flush=True)
+        self.tuner.search(verbose=0, **fit_kwargs)
+        return self._load_best()
+
+    def _objective(self, info: data_module.DataInfo) -> keras_tuner.Objective:
+        if self.objective == "auto":
+            if info.kind == "points":
+                return keras_tuner.Objective("score", "max")
+            return keras_tuner.Objective("fid", "min")
+        if isinstance(self.objective, str):
+            direction = "min" if self.objective in ("fid", "d_loss", "g_loss") else "max"
+            return keras_tuner.Objective(self.objective, direction)
+        return self.objective
+
+    def _prepare_directory(self, info: data_module.DataInfo, objective: Any) -> None:
+        """Refuses to mix two different searches in one folder, before anything is written."""
+        fingerprint = {
+            "data": info.name,
+            "data_shape": list(info.shape),
+            "objective": objective.name,
+            "search_space": sorted(entry.name for entry in self.search_space.space),
+            "epochs_per_trial": self.epochs_per_trial,
+        }
+        path = self.project_dir / SEARCH_FILE
+        if self.overwrite and self.project_dir.exists():
+            import shutil
+
+            shutil.rmtree(self.project_dir)
+        if path.exists():
+            try:
+                previous = json.loads(path.read_text())
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path} is corrupt ({err}); move it away or pass "
+                                 "overwrite=True to start afresh.") from err
+            if previous != fingerprint:
+                changed = [k for k in fingerprint if previous.get(k) != fingerprint[k]]
+                raise ValueError(
+                    f"{self.project_dir} holds a different search (differs in: "
+                    f"{', '.join(changed)}). Use another project_name or directory, or pass "
+                    "overwrite=True to replace it."
+                )
+        try:
+            self.project_dir.mkdir(parents=True, exist_ok=True)
+            _atomic_write_json(path, fingerprint)
+        except OSError as err:
+            raise ValueError(
+                f"Cannot write to the run directory {self.project_dir}: {err}. "
+                "Pass directory= a folder you can write to."
+            ) from err
+
+    def _load_best(self) -> GAN:
+        best_path = self.project_dir / BEST_MODEL_FILE
+        if not best_path.exists():
+            raise RuntimeError(
+                f"No trial finished with a finite {self.tuner.oracle.objective.name}; every "
+                f"trial failed or diverged. See {self.project_dir / RESULTS_FILE}."
+            )
+        self.best_gan = keras.models.load_model(best_path)
+        return self.best_gan
+
+    # ------------------------------------------------------------------ results
+
+    @property
+    def best_model_path(self) -> Path:
+        return self.project_dir / BEST_MODEL_FILE
+
+    @property
+    def best_hyperparameters(self) -> keras_tuner.HyperParameters:
+        return self._require_tuner().get_best_hyperparameters(1)[0]
+
+    @property
+    def results(self) -> list[dict[str, Any]]:
+        """A row per trial: trial_id, status, values, score, reward, seconds, metrics."""
+        return _read_rows(self.project_dir / RESULTS_FILE)
+
+    def results_summary(self, num_trials: int = 10) -> None:
+        """Prints keras-tuner's summary of the best trials."""
+        self._require_tuner().results_summary(num_trials)
+
+    def _require_tuner(self) -> GANTuner:
+        if self.tuner is None:
+            raise RuntimeError("Call finetune(gan) first.")
+        return self.tuner
+
+
+def _is_built(gan: Any) -> bool:
+    if isinstance(gan, GAN):
+        return True
+    parts = getattr(gan, "layers", [])
+    return bool(parts) and all(getattr(p, "built", False) for p in parts)

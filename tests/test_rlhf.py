@@ -1,0 +1,197 @@
+"""RLHF end to end: the article's snippet, results on disk, resume, divergence, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import keras_tuner
+import numpy as np
+import pytest
+
+from rlhf_keras import GAN, RLHF, architectures, default_search_space
+from rlhf_keras.tuner import GANHyperModel
+
+ARTICLE_SNIPPET = """
+import tensorflow as tf
+from tensorflow.keras import layers
+from rlhf import RLHF
+
+generator = tf.keras.Sequential([
+    layers.Dense(256, activation='relu'),
+    layers.Dense(512, activation='relu'),
+    layers.Dense(1024, activation='relu'),
+    layers.Dense(784, activation='tanh'),
+])
+
+discriminator = tf.keras.Sequential([
+    layers.Dense(1024, activation='relu'),
+    layers.Dense(512, activation='relu'),
+    layers.Dense(256, activation='relu'),
+    layers.Dense(1, activation='sigmoid'),
+])
+
+gan = tf.keras.Sequential([generator, discriminator])
+
+rlhf = RLHF()
+
+rlhf.finetune(gan)
+"""
+
+CHECK = """
+import json, math
+best = rlhf.best_gan
+samples = best.generate(8, seed=0)
+print(json.dumps({"type": type(best).__name__, "shape": list(samples.shape),
+                  "in_range": bool(abs(samples).max() <= 1.0),
+                  "trials": len(rlhf.results), "best": rlhf.best_hyperparameters.values}))
+"""
+
+
+def small_space() -> keras_tuner.HyperParameters:
+    hp = keras_tuner.HyperParameters()
+    hp.Float("g_lr", 1e-4, 3e-3, sampling="log", default=1e-3)
+    hp.Float("d_lr", 1e-4, 3e-3, sampling="log", default=1e-3)
+    hp.Choice("g_width", [0.5, 1.0])
+    return hp
+
+
+def ring_gan() -> GAN:
+    return GAN(*architectures.small_mlp(data_shape=(2,), latent_dim=8), seed=0)
+
+
+def test_the_first_articles_snippet_runs_as_written(tmp_path):
+    """Acceptance: `from rlhf import RLHF; RLHF().finetune(gan)` on a fresh process, offline."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", RLHF_KERAS_OFFLINE="1")
+    script = tmp_path / "article.py"
+    script.write_text(ARTICLE_SNIPPET + CHECK)
+    result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["type"] == "GAN" and report["shape"] == [8, 784] and report["in_range"]
+    assert report["trials"] == 8
+    assert set(report["best"]) == {"g_lr", "d_lr", "g_width", "d_width", "beta_1"}
+    assert "[8/8]" in result.stdout and "objective fid (min)" in result.stdout
+    run = tmp_path / "rlhf_runs" / "rlhf"
+    assert isinstance(keras.models.load_model(run / "best_model.keras"), GAN)
+    assert len(list((run / "logs").glob("trial_*"))) == 8
+
+
+@pytest.fixture(scope="module")
+def ring_search(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("runs")
+    rlhf = RLHF(search_space=small_space(), max_trials=3, epochs_per_trial=1, batch_size=256,
+                data="ring8", directory=directory, seed=0, verbose=1)
+    best = rlhf.finetune(ring_gan())
+    return rlhf, best, directory
+
+
+def test_finetune_returns_the_best_trained_gan_and_records_every_trial(ring_search, capsys):
+    rlhf, best, _ = ring_search
+    rows = rlhf.results
+    assert [row["trial_id"] for row in rows] == ["0", "1", "2"]
+    assert all(row["status"] == "COMPLETED" and row["seconds"] > 0 for row in rows)
+    for row in rows:
+        assert set(row["values"]) == {"g_lr", "d_lr", "g_width"}
+        assert {"modes", "high_quality", "reverse_kl", "score", "r_g", "r_d"} <= set(row["metrics"])
+        assert row["score"] == pytest.approx(row["metrics"]["score"])
+    best_row = max(rows, key=lambda row: row["score"])
+    assert rlhf.best_hyperparameters.values == best_row["values"]
+    # The returned GAN is the best trial's: scoring it again gives that trial's score.
+    from rlhf_keras import quality
+
+    assert quality(best, "ring8", seed=0)["score"] == pytest.approx(best_row["score"], rel=1e-5)
+    assert rlhf.oracle.updates == 3
+    rlhf.results_summary(1)
+    assert "Objective(name=\"score\", direction=\"max\")" in capsys.readouterr().out
+
+
+def test_calling_again_resumes_without_rerunning_trials(ring_search):
+    rlhf, _, directory = ring_search
+    before = rlhf.oracle.policy_parameters()
+    finished = rlhf.results
+    again = RLHF(search_space=small_space(), max_trials=4, epochs_per_trial=1, batch_size=256,
+                 data="ring8", directory=directory, seed=0, verbose=0)
+    again.finetune(ring_gan())
+    rows = again.results
+    assert [row["trial_id"] for row in rows] == ["0", "1", "2", "3"]
+    assert rows[:3] == finished  # same values, scores and timings: not run again
+    assert again.oracle.updates == 4
+    assert again.oracle.policy_parameters() != before  # the fourth trial taught the policy
+
+
+def test_a_different_search_in_the_same_folder_is_refused(ring_search):
+    _, _, directory = ring_search
+    listing = sorted(p.name for p in (directory / "rlhf").iterdir())
+    other = RLHF(max_trials=2, epochs_per_trial=1, data="ring8", directory=directory, verbose=0)
+    with pytest.raises(ValueError, match=r"holds a different search.*search_space.*overwrite=True"):
+        other.finetune(ring_gan())
+    assert sorted(p.name for p in (directory / "rlhf").iterdir()) == listing
+
+
+def test_a_diverging_trial_is_penalised_and_the_search_completes(tmp_path):
+    hp = keras_tuner.HyperParameters()
+    hp.Choice("g_lr", [1e-3, 1e10])  # 1e10 blows the generator up at once
+    hp.Fixed("d_lr", 1e10)
+    rlhf = RLHF(search_space=hp, max_trials=2, epochs_per_trial=3, batch_size=256, data="ring8",
+                directory=tmp_path, seed=1, verbose=0)
+    with pytest.raises(RuntimeError, match="No trial finished with a finite score"):
+        rlhf.finetune(ring_gan())
+    rows = rlhf.results
+    assert len(rows) == 2
+    assert all(row["status"] == "FAILED" for row in rows)
+    assert all(row["metrics"]["epochs_trained"] == 1 for row in rows)  # stopped at once
+    rewards = [rlhf.oracle.rewards[row["trial_id"]]["reward"] for row in rows]
+    assert all(np.isfinite(rewards))
+
+
+def test_trials_at_width_one_start_from_trained_weights():
+    generator, discriminator = architectures.small_mlp(data_shape=(2,), latent_dim=4)
+    hypermodel = GANHyperModel(generator, discriminator, latent_dim=4, pretrained=True,
+                               data="ring8", batch_size=64, epochs=1, seed=0)
+    hp = keras_tuner.HyperParameters()
+    hp.Fixed("g_width", 1.0)
+    hp.Fixed("d_width", 2.0)
+    gan = hypermodel.build(hp)
+    for a, b in zip(generator.get_weights(), gan.generator.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert gan.discriminator.layers[0].units == 2 * discriminator.layers[0].units
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"max_trials": 0}, "max_trials must be a positive integer"),
+        ({"epochs_per_trial": -1}, "epochs_per_trial must be a positive integer"),
+        ({"search_space": keras_tuner.HyperParameters()}, "The search space is empty"),
+        ({"search_space": "lr"}, "must be a keras_tuner.HyperParameters"),
+    ],
+)
+def test_bad_arguments_fail_at_construction(kwargs, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        RLHF(**kwargs)
+
+
+def test_unsupported_hyperparameter_is_named():
+    hp = default_search_space()
+    hp.Int("dropout_rate", 0, 5)
+    with pytest.raises(ValueError, match=r"Unsupported hyperparameter\(s\) 'dropout_rate'.*g_lr"):
+        RLHF(search_space=hp)
+
+
+def test_data_the_generator_cannot_produce_fails_before_any_trial(tmp_path):
+    gan = GAN(*architectures.seed_mlp(), seed=0)  # makes 784-pixel images
+    rlhf = RLHF(max_trials=1, data="ring8", directory=tmp_path, verbose=0)
+    with pytest.raises(ValueError, match=r"\(2,\).*784"):
+        rlhf.finetune(gan)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_snippet_constant_matches_the_article():
+    text = textwrap.dedent(ARTICLE_SNIPPET)
+    assert "rlhf = RLHF()" in text and "rlhf.finetune(gan)" in text
