@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out
 
@@ -46,6 +47,39 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--out", default="runs/train", help="Output directory.")
     train.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2])
+
+    finetune = sub.add_parser(
+        "finetune", help="Search learning rates and widths with the REINFORCE policy (RLHF)."
+    )
+    _add_data_args(finetune)
+    finetune.add_argument("--trials", type=int, default=8, help="Number of GANs to train.")
+    finetune.add_argument("--epochs-per-trial", type=int, default=10)
+    finetune.add_argument("--dir", default="rlhf_runs", help="Directory of the runs.")
+    finetune.add_argument("--project", default="rlhf", help="Run folder inside --dir.")
+    finetune.add_argument("--overwrite", action="store_true", help="Start the run afresh.")
+    finetune.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2])
+
+    evaluate = sub.add_parser("evaluate", help="Measure a saved GAN's quality.")
+    evaluate.add_argument("model", help="A .keras file written by train/finetune.")
+    evaluate.add_argument("--data", default="digits", help="Real data to compare with.")
+    evaluate.add_argument("--n", type=int, default=None, help="Samples (default 2,000/2,500).")
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument(
+        "--unsafe",
+        action="store_true",
+        help="Load models with Lambda layers (only files you trust).",
+    )
+
+    sample = sub.add_parser("sample", help="Generate samples from a saved GAN.")
+    sample.add_argument("model", help="A .keras file written by train/finetune.")
+    sample.add_argument("--n", type=int, default=64)
+    sample.add_argument("--out", required=True, help="FILE.npz, or a directory for PNG grids.")
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument(
+        "--unsafe",
+        action="store_true",
+        help="Load models with Lambda layers (only files you trust).",
+    )
     return parser
 
 
@@ -68,7 +102,6 @@ def train(args: argparse.Namespace) -> int:
 
     from rlhf_keras import architectures, data
     from rlhf_keras.gan import GAN
-    from rlhf_keras.reports import save_samples
 
     keras.utils.set_random_seed(args.seed)
     # Load first: a wrong source fails here, before any model is built.
@@ -99,18 +132,134 @@ def train(args: argparse.Namespace) -> int:
     )
     model_path = out / "model.keras"
     gan.save(model_path)
-    real = None
-    if info.kind == "points":
-        real, _, _ = data.load_arrays(args.data, seed=args.seed)
-        real = real[:2500]
-    samples_path = save_samples(
-        gan.generate(2500 if real is not None else 64, seed=args.seed),
-        out / "samples.png",
-        real=real,
-    )
+    _print_metrics(quality(gan, info.name if args.data is None else args.data, seed=0))
+    samples_path = _save_samples(gan, args.data, info, out / "samples.png", args.seed)
     print(f"Model:        {model_path}")
     print(f"Samples:      {samples_path}")
     print(f"TensorBoard:  tensorboard --logdir {out / 'logs'}")
+    return 0
+
+
+def _save_samples(gan: Any, source: Any, info: Any, path: Path, seed: int) -> Path:
+    from rlhf_keras import data
+    from rlhf_keras.reports import save_samples
+
+    real = None
+    if info.kind == "points":
+        real = data.load_arrays(source if source is not None else info.name, seed=seed)[0][:2500]
+    return save_samples(gan.generate(2500 if real is not None else 64, seed=seed), path, real=real)
+
+
+def _print_metrics(values: dict[str, float]) -> None:
+    width = max(len(name) for name in values)
+    print("-" * (width + 14))
+    for name, value in values.items():
+        print(f"{name:<{width}}  {value:>12.4f}")
+    print("-" * (width + 14))
+
+
+def quality(gan: Any, source: Any, **kwargs: Any) -> dict[str, float]:
+    from rlhf_keras.metrics import quality as measure
+
+    return measure(gan, source, **kwargs)
+
+
+def finetune(args: argparse.Namespace) -> int:
+    for name in ("trials", "epochs_per_trial", "batch_size", "latent_dim"):
+        _positive("--" + name.replace("_", "-"), getattr(args, name))
+    from rlhf_keras import architectures, data
+    from rlhf_keras.gan import GAN
+    from rlhf_keras.tuner import RLHF
+
+    _, info = data.load(args.data, batch_size=args.batch_size, seed=args.seed)
+    source = info.name if args.data is None else args.data
+    shape = _model_data_shape(args.arch, info.shape)
+    rlhf = RLHF(
+        max_trials=args.trials,
+        epochs_per_trial=args.epochs_per_trial,
+        batch_size=args.batch_size,
+        data=source,
+        directory=args.dir,
+        project_name=args.project,
+        overwrite=args.overwrite,
+        seed=args.seed,
+        verbose=args.verbose,
+    )
+    generator, discriminator = architectures.build(args.arch, shape, latent_dim=args.latent_dim)
+    # An untrained GAN: every trial initialises its own weights with its own seed.
+    best = rlhf.finetune(GAN(generator, discriminator, latent_dim=args.latent_dim))
+    print()
+    _print_table(rlhf.results, rlhf.tuner.oracle.objective.name)
+    samples_path = _save_samples(
+        best, source, info, rlhf.project_dir / "best_samples.png", args.seed
+    )
+    print(f"Best hyperparameters: {rlhf.best_hyperparameters.values}")
+    print(f"Best model:   {rlhf.best_model_path}")
+    print(f"Samples:      {samples_path}")
+    print(f"Results:      {rlhf.project_dir / 'results.json'}")
+    print(f"TensorBoard:  tensorboard --logdir {rlhf.project_dir / 'logs'}")
+    return 0
+
+
+def _print_table(rows: list[dict[str, Any]], objective: str) -> None:
+    names = list(rows[0]["values"]) if rows else []
+    header = ["trial", *names, objective, "status", "seconds"]
+    lines = [header]
+    for row in rows:
+        score = row["metrics"].get(objective)
+        lines.append(
+            [
+                row["trial_id"],
+                *(_short(row["values"].get(n)) for n in names),
+                "-" if score is None else f"{score:.4g}",
+                row["status"],
+                f"{row['seconds']:.1f}",
+            ]
+        )
+    widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
+    for line in lines:
+        print("  ".join(str(cell).rjust(w) for cell, w in zip(line, widths, strict=True)))
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    from rlhf_keras.gan import load_gan
+
+    gan = load_gan(args.model, safe_mode=not args.unsafe)
+    values = quality(gan, args.data, n=args.n, seed=args.seed)
+    print(f"{args.model} against {args.data}:")
+    _print_metrics(values)
+    return 0
+
+
+def sample(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from rlhf_keras.gan import load_gan
+    from rlhf_keras.reports import as_images, save_samples
+
+    _positive("--n", args.n)
+    out = Path(args.out)
+    if out.suffix and out.suffix != ".npz":
+        raise ValueError(f"--out must be a .npz file or a directory, got {out}.")
+    gan = load_gan(args.model, safe_mode=not args.unsafe)
+    samples = gan.generate(args.n, seed=args.seed)
+    if out.suffix == ".npz":
+        out.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(out, x=samples)
+        print(f"Wrote {len(samples)} samples of shape {samples.shape[1:]} to {out}")
+        return 0
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out / "samples.npz", x=samples)
+    if as_images(samples) is None:
+        save_samples(samples, out / "samples.png")
+    else:
+        for start in range(0, len(samples), 64):
+            save_samples(samples[start : start + 64], out / f"samples_{start // 64:03d}.png")
+    print(f"Wrote {len(samples)} samples to {out} (samples.npz and PNG grids)")
     return 0
 
 
@@ -120,7 +269,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rlhf_keras.data import DataError
 
     try:
-        return {"train": train}[args.command](args)
+        commands = {"train": train, "finetune": finetune, "evaluate": evaluate, "sample": sample}
+        return commands[args.command](args)
     except (DataError, ValueError, TypeError) as err:
         print(f"rlhf-keras: error: {err}", file=sys.stderr)
         return 2

@@ -411,3 +411,44 @@ def _built_input_shape(model: keras.Model) -> tuple | None:
 def _built_input_size(model: keras.Model) -> int | None:
     shape = _built_input_shape(model)
     return int(shape[-1]) if shape and shape[-1] is not None else None
+
+
+def load_gan(path: str | Any, safe_mode: bool = True) -> GAN:
+    """Loads a GAN saved with `GAN.save` (or a `Sequential([generator, discriminator])`).
+
+    Args:
+        path: A `.keras` file.
+        safe_mode: Keras's safe mode: refuse files with Lambda layers or other arbitrary code.
+            Turn it off only for files you trust.
+
+    Returns:
+        The `GAN`.
+
+    Raises:
+        ValueError: If the file is missing, not a `.keras` file, or holds something else.
+    """
+    from pathlib import Path
+
+    path = Path(path)
+    if path.suffix != ".keras" or not path.is_file():
+        raise ValueError(
+            f"{path} is not a .keras model file. Pass the model.keras or best_model.keras "
+            "written by `rlhf-keras train` / `finetune` (or `GAN.save`)."
+        )
+    try:
+        model = keras.models.load_model(path, safe_mode=safe_mode)
+    except ValueError as err:
+        if "safe_mode" in str(err) or "Lambda" in str(err):
+            raise ValueError(
+                f"{path} contains code (e.g. a Lambda layer) that safe mode refuses to run. "
+                "If you trust the file, load it with safe_mode=False (CLI: --unsafe)."
+            ) from err
+        raise ValueError(f"{path} could not be loaded as a Keras model: {err}") from err
+    if isinstance(model, GAN):
+        return model
+    try:
+        return GAN.from_sequential(model)
+    except (TypeError, ValueError) as err:
+        raise ValueError(
+            f"{path} holds a {type(model).__name__}, not a GAN: {err}"
+        ) from err

@@ -399,15 +399,17 @@ class RLHF:
 
         Args:
             gan: A `GAN`, or the first article's `keras.Sequential([generator,
-                discriminator])`, built or not. If its models are built (e.g. trained), trials
-                at width 1 start from their weights; other widths start afresh.
+                discriminator])`, built or not. If it carries weights to fine-tune (a GAN that
+                has been trained, or built Sequentials), trials at width 1 start from them;
+                other widths, and unbuilt or untrained models, start from a fresh
+                initialisation seeded per trial.
             data: Data source; defaults to the `data` given to the constructor.
             **fit_kwargs: Passed to each trial's `GAN.fit` (e.g. `callbacks`).
 
         Returns:
             The best trial's `GAN`, trained; also saved as `best_model.keras` in the run.
         """
-        pretrained = _is_built(gan)
+        pretrained = _has_weights_to_keep(gan)
         base = GAN.from_sequential(gan) if not isinstance(gan, GAN) else gan
         source = self.data if data is None else data
         # Load once now: a bad source or a shape the generator can't produce fails here.
@@ -533,8 +535,9 @@ class RLHF:
         return self.tuner
 
 
-def _is_built(gan: Any) -> bool:
+def _has_weights_to_keep(gan: Any) -> bool:
+    """A trained GAN, or a built Sequential pair (its weights may be trained: keep them)."""
     if isinstance(gan, GAN):
-        return True
+        return gan.g_optimizer is not None and int(gan.g_optimizer.iterations) > 0
     parts = getattr(gan, "layers", [])
     return bool(parts) and all(getattr(p, "built", False) for p in parts)

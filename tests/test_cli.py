@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 
 import keras
 import numpy as np
+import pytest
 
 from rlhf_keras import GAN
 
@@ -59,3 +61,58 @@ def test_train_refuses_bad_input_before_training(tmp_path):
     assert not (tmp_path / "run").exists()
     result = run_cli("train", "--epochs", "0", "--out", str(tmp_path / "run"))
     assert result.returncode != 0 and "--epochs must be > 0" in result.stderr
+
+
+def test_finetune_evaluate_and_sample(tmp_path):
+    runs = tmp_path / "runs"
+    result = run_cli(
+        "finetune",
+        "--data",
+        "ring8",
+        "--arch",
+        "small",
+        "--trials",
+        "2",
+        "--epochs-per-trial",
+        "1",
+        "--batch-size",
+        "512",
+        "--latent-dim",
+        "8",
+        "--dir",
+        str(runs),
+        "--seed",
+        "3",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "[1/2]" in result.stdout and "[2/2]" in result.stdout and "ETA" in result.stdout
+    best = runs / "rlhf" / "best_model.keras"
+    assert f"Best model:   {best}" in result.stdout
+    assert (runs / "rlhf" / "best_samples.png").stat().st_size > 5_000
+    rows = json.loads((runs / "rlhf" / "results.json").read_text())
+    assert [row["trial_id"] for row in rows] == ["0", "1"]
+
+    result = run_cli("evaluate", str(best), "--data", "ring8")
+    assert result.returncode == 0, result.stderr
+    printed = dict(
+        line.split()
+        for line in result.stdout.splitlines()
+        if line[:1].isalpha() and len(line.split()) == 2
+    )
+    best_score = max(row["score"] for row in rows)
+    assert float(printed["score"]) == pytest.approx(best_score, abs=1e-3)
+
+    result = run_cli("sample", str(best), "--n", "10", "--out", str(tmp_path / "s.npz"))
+    assert result.returncode == 0, result.stderr
+    samples = np.load(tmp_path / "s.npz")["x"]
+    assert samples.shape == (10, 2) and np.isfinite(samples).all()
+
+
+def test_evaluate_refuses_a_file_that_is_not_a_gan(tmp_path):
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.save(tmp_path / "plain.keras")
+    result = run_cli("evaluate", str(tmp_path / "plain.keras"), "--data", "ring8")
+    assert result.returncode == 2
+    assert "not a GAN" in result.stderr and "exactly two models" in result.stderr
+    result = run_cli("sample", str(tmp_path / "missing.keras"), "--out", str(tmp_path / "x"))
+    assert result.returncode == 2 and "is not a .keras model file" in result.stderr
