@@ -23,8 +23,16 @@ def _flat_size(data_shape: Sequence[int]) -> int:
     return int(math.prod(data_shape))
 
 
+def is_points(data_shape: Sequence[int]) -> bool:
+    """Low-dimensional points (2-D/3-D coordinates) rather than images or feature vectors."""
+    return len(data_shape) == 1 and int(data_shape[0]) <= 3
+
+
 def seed_mlp(
-    data_shape: Sequence[int] = (784,), latent_dim: int = 100, width: float = 1.0
+    data_shape: Sequence[int] = (784,),
+    latent_dim: int = 100,
+    width: float = 1.0,
+    output_activation: str | None = None,
 ) -> tuple[keras.Sequential, keras.Sequential]:
     """The first article's MLPs: G Dense 256-512-1024-out (tanh), D Dense 1024-512-256-1 (sigmoid).
 
@@ -32,11 +40,16 @@ def seed_mlp(
         data_shape: Shape of one sample, e.g. `(784,)`, `(28, 28, 1)` or `(2,)`.
         latent_dim: Size of the generator's input.
         width: Multiplier of every hidden layer's units.
+        output_activation: The generator's output activation. None: `"tanh"` for images
+            (data in [-1, 1], as in the articles), `"linear"` for 2-D/3-D points, whose
+            coordinates are unbounded (grid25's modes sit at +-4).
 
     Returns:
         `(generator, discriminator)`, built for `latent_dim` and `data_shape`.
     """
-    return _mlp_pair(data_shape, latent_dim, [256, 512, 1024], [1024, 512, 256], width)
+    return _mlp_pair(
+        data_shape, latent_dim, [256, 512, 1024], [1024, 512, 256], width, output_activation
+    )
 
 
 def small_mlp(
@@ -44,6 +57,7 @@ def small_mlp(
     latent_dim: int = 100,
     width: float = 1.0,
     hidden: int = 128,
+    output_activation: str | None = None,
 ) -> tuple[keras.Sequential, keras.Sequential]:
     """The second article's MLPs: two hidden ReLU layers of `hidden` units, tanh / sigmoid outputs.
 
@@ -52,11 +66,14 @@ def small_mlp(
         latent_dim: Size of the generator's input (the article's `input_size` = 100).
         width: Multiplier of every hidden layer's units.
         hidden: Hidden units before scaling (the article's `hidden_size` = 128).
+        output_activation: As for `seed_mlp`.
 
     Returns:
         `(generator, discriminator)`, built for `latent_dim` and `data_shape`.
     """
-    return _mlp_pair(data_shape, latent_dim, [hidden, hidden], [hidden, hidden], width)
+    return _mlp_pair(
+        data_shape, latent_dim, [hidden, hidden], [hidden, hidden], width, output_activation
+    )
 
 
 def _mlp_pair(
@@ -65,11 +82,14 @@ def _mlp_pair(
     g_hidden: Sequence[int],
     d_hidden: Sequence[int],
     width: float,
+    output_activation: str | None,
 ) -> tuple[keras.Sequential, keras.Sequential]:
     data_shape = tuple(int(d) for d in data_shape)
+    if output_activation is None:
+        output_activation = "linear" if is_points(data_shape) else "tanh"
     g_layers: list[layers.Layer] = [keras.Input((latent_dim,))]
     g_layers += [layers.Dense(_units(n, width), activation="relu") for n in g_hidden]
-    g_layers.append(layers.Dense(_flat_size(data_shape), activation="tanh"))
+    g_layers.append(layers.Dense(_flat_size(data_shape), activation=output_activation))
     if len(data_shape) > 1:
         g_layers.append(layers.Reshape(data_shape))
     d_layers: list[layers.Layer] = [keras.Input(data_shape)]

@@ -33,6 +33,15 @@ def test_small_mlp_is_the_second_articles_model_and_width_scales_hidden_only():
     assert widths(discriminator) == [64, 64, 1]
 
 
+def test_points_get_a_linear_output_images_a_tanh():
+    generator, _ = architectures.small_mlp(data_shape=(2,))
+    assert generator.layers[-1].activation.__name__ == "linear"
+    generator, _ = architectures.small_mlp(data_shape=(784,))
+    assert generator.layers[-1].activation.__name__ == "tanh"
+    generator, _ = architectures.small_mlp(data_shape=(2,), output_activation="tanh")
+    assert generator.layers[-1].activation.__name__ == "tanh"
+
+
 def test_image_shaped_mlp_reshapes_its_output():
     generator, discriminator = architectures.seed_mlp(data_shape=(28, 28, 1), width=0.25)
     assert generator.output_shape == (None, 28, 28, 1)
