@@ -51,14 +51,14 @@ class PlainGAN(keras.Model):
             d_loss = self.bce(tf.ones_like(real_out), real_out) + self.bce(
                 tf.zeros_like(fake_out), fake_out
             )
-        grads = tape.gradient(d_loss, self.discriminator.trainable_variables)
-        self.d_optimizer.apply_gradients(zip(grads, self.discriminator.trainable_variables))
+        d_vars = self.discriminator.trainable_variables
+        self.d_optimizer.apply_gradients(zip(tape.gradient(d_loss, d_vars), d_vars, strict=True))
         z = tf.random.normal((batch_size, self.latent_dim))
         with tf.GradientTape() as tape:
             fake_out = self.discriminator(self.generator(z, training=True), training=True)
             g_loss = self.bce(tf.ones_like(fake_out), fake_out)
-        grads = tape.gradient(g_loss, self.generator.trainable_variables)
-        self.g_optimizer.apply_gradients(zip(grads, self.generator.trainable_variables))
+        g_vars = self.generator.trainable_variables
+        self.g_optimizer.apply_gradients(zip(tape.gradient(g_loss, g_vars), g_vars, strict=True))
         self.d_loss_tracker.update_state(d_loss)
         self.g_loss_tracker.update_state(g_loss)
         return {"d_loss": self.d_loss_tracker.result(), "g_loss": self.g_loss_tracker.result()}

@@ -655,6 +655,44 @@ def quality(gan: Any, data: Any, n: int | None = None, seed: int = 0,
     return {"fid": value, "score": -value}
 
 
+def evaluate(gan: Any, data: Any, n: int | None = None, seed: int = 0,
+             feature_model: Any = None) -> dict[str, float]:
+    """Every measure that applies to a GAN, for reports and `rlhf-keras evaluate`.
+
+    `quality(...)`, plus for images: precision and recall (k=3), density and coverage (k=5) in
+    the same feature space as FID, and for 28x28 digit data the classifier score.
+
+    Args:
+        gan: A `GAN`.
+        data: A source name/path or real images, as for `quality`.
+        n: Samples per side; None picks `quality`'s defaults.
+        seed: Seed of the latent vectors and of the real subsample.
+        feature_model: Passed to `fid`.
+
+    Returns:
+        The metrics by name.
+    """
+    result = dict(quality(gan, data, n=n, seed=seed, feature_model=feature_model))
+    if "fid" not in result:
+        return result
+    n = int(n or DEFAULT_IMAGE_SAMPLES)
+    if isinstance(data, (str, os.PathLike)):
+        from rlhf_keras import data as data_lib
+
+        real_images = _check_real_images(data_lib.load_arrays(os.fspath(data), split="train")[0])
+    else:
+        real_images = _check_real_images(data)
+    extractor = _resolve_extractor(feature_model, data, real_images, seed)
+    fake = _generated(gan, n, seed)
+    real = _subsample(real_images, n, seed)
+    real_f, fake_f = extractor(real), extractor(fake)
+    result["precision"], result["recall"] = precision_recall(real_f, fake_f, k=3)
+    result["density"], result["coverage"] = density_coverage(real_f, fake_f, k=5)
+    if getattr(extractor, "kind", "") == "shipped":
+        result["classifier_score"] = classifier_score(fake)
+    return result
+
+
 # --------------------------------------------------------------------------- callback
 
 
@@ -708,6 +746,7 @@ __all__ = [
     "MetricError",
     "classifier_score",
     "density_coverage",
+    "evaluate",
     "feature_extractor",
     "fid",
     "frechet_distance",

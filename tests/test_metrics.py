@@ -267,3 +267,18 @@ def test_quality_on_2d_data_scores_modes_then_quality() -> None:
         metrics.quality(gan, x[:100])
     with pytest.raises(metrics.MetricError, match="every"):
         metrics.FIDCallback("ring8", every=0)
+
+
+def test_evaluate_adds_fidelity_and_diversity_measures_for_images():
+    keras.utils.set_random_seed(0)
+    gan = GAN(*small_mlp(data_shape=(784,), latent_dim=16), seed=0)
+    gan.compile()
+    values = metrics.evaluate(gan, "digits", n=300, seed=0)
+    assert set(values) == {"fid", "score", "precision", "recall", "density", "coverage",
+                           "classifier_score"}
+    assert values["fid"] == pytest.approx(metrics.quality(gan, "digits", n=300)["fid"])
+    # An untrained generator makes blobs of noise: nothing like a digit, no classes.
+    assert values["precision"] < 0.1 and values["coverage"] < 0.1
+    assert 1.0 <= values["classifier_score"] < 2.0
+    assert set(metrics.evaluate(GAN(*small_mlp(data_shape=(2,))), "ring8")) == {
+        "modes", "high_quality", "reverse_kl", "score"}
