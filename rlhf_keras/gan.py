@@ -362,6 +362,118 @@ class GAN(keras.Model):
         ]
         return np.concatenate(chunks) if chunks else np.zeros((0, *self.data_shape), "float32")
 
+    # ------------------------------------------------------------------ applications
+
+    def as_dataset(
+        self, n: int | None = None, batch_size: int = 64, seed: int | None = None
+    ) -> Any:
+        """Generated samples as a `tf.data.Dataset`, e.g. to augment a training set.
+
+        Batch `i` is generated from latent vectors drawn with the stateless seed
+        `(seed, i)`, so a dataset built with a seed yields the same samples on every pass and
+        in every process. Generation happens lazily, batch by batch, on the `tf.data` threads.
+
+        To mix generated samples into real training data (data augmentation), interleave the
+        two streams with the weights you want; generated samples carry no labels, so use them
+        for unsupervised or semi-supervised training (or as an extra "generated" class):
+
+            real, _ = rlhf_keras.data.load("digits", batch_size=64, seed=0)
+            fake = gan.as_dataset(batch_size=64, seed=0)          # endless
+            mixed = tf.data.Dataset.sample_from_datasets(
+                [real.unbatch(), fake.unbatch()], weights=[0.75, 0.25], seed=0,
+                stop_on_empty_dataset=True,                       # one pass over the real data
+            ).batch(64)
+
+        Generated samples repeat the GAN's flaws (missing modes, artefacts): keep the real
+        share high and check that augmented training helps on held-out real data.
+
+        Args:
+            n: Number of samples; None for an endless stream.
+            batch_size: Samples per element (the last one may be smaller when `n` is given).
+            seed: Seed of the latent vectors; None draws a fresh one (not reproducible).
+
+        Returns:
+            A dataset of float32 batches of shape `(batch, *data_shape)`.
+
+        Raises:
+            ValueError: If `n`, `batch_size` or `seed` is not valid.
+        """
+        import tensorflow as tf
+
+        if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer))
+                              or n < 1):
+            raise ValueError(f"n must be a positive int, or None for an endless stream; got {n!r}.")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
+                or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}.")
+        if seed is None:
+            seed = int(np.random.default_rng().integers(2**31 - 1))
+        elif isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise ValueError(f"seed must be an int or None, got {seed!r}.")
+        batch_size, latent_dim, generator = int(batch_size), self.latent_dim, self.generator
+        if n is None:
+            sizes = tf.data.Dataset.from_tensors(batch_size).repeat()
+        else:
+            full, rest = divmod(int(n), batch_size)
+            sizes = tf.data.Dataset.from_tensor_slices([batch_size] * full + [rest] * bool(rest))
+        indexed = tf.data.Dataset.zip(tf.data.Dataset.counter(), sizes)
+
+        def make_batch(index: Any, size: Any) -> Any:
+            stateless_seed = tf.stack([tf.constant(int(seed), tf.int64), index])
+            z = tf.random.stateless_normal((size, latent_dim), seed=stateless_seed)
+            return tf.cast(generator(z, training=False), tf.float32)
+
+        # One call at a time keeps batches in order; each is still seeded by its index.
+        return indexed.map(make_batch, num_parallel_calls=1).prefetch(1)
+
+    def anomaly_score(self, x: Any, batch_size: int = 1024, kind: str = "logit") -> np.ndarray:
+        """How unlike the training data the discriminator finds each sample (higher: stranger).
+
+        `kind="logit"` (default) gives `-logit D(x)`; `kind="probability"` gives `1 - D(x)`.
+        Both rank samples the same way; the logit does not saturate at 0 or 1, so it still
+        separates samples the discriminator is very sure about.
+
+        Limits: a discriminator is not a density model. It only learned to tell the training
+        data from the generator's current samples, so inputs far from both (another dataset,
+        heavy noise) get arbitrary scores; scores drift while the GAN trains (compare scores
+        from one checkpoint, and calibrate a threshold on held-out normal data, e.g. its 99th
+        percentile); and a generator that covers the data well leaves the discriminator
+        little to say. Treat it as a cheap screening signal, not a likelihood.
+
+        Args:
+            x: Samples, `(n, *data_shape)` or any shape with the same values per sample
+                (`(n, 28, 28)` for a 784-value GAN), scaled like the training data.
+            batch_size: Samples per forward pass.
+            kind: `"logit"` or `"probability"`.
+
+        Returns:
+            A float64 array of `n` scores.
+
+        Raises:
+            ValueError: If `x` has the wrong size per sample, non-finite values, or `kind` is
+                unknown.
+        """
+        if kind not in ("logit", "probability"):
+            raise ValueError(f"kind must be 'logit' or 'probability', got {kind!r}.")
+        x = np.asarray(x, dtype="float32")
+        per_sample = int(np.prod(self.data_shape))
+        if x.ndim == 0 or len(x) == 0 or x[0].size != per_sample:
+            raise ValueError(
+                f"anomaly_score needs samples of shape (n, {', '.join(map(str, self.data_shape))})"
+                f" (or n samples of {per_sample} values), got {x.shape}."
+            )
+        if not np.isfinite(x).all():
+            raise ValueError("anomaly_score got NaN or infinite values; clean the input first.")
+        x = x.reshape(len(x), *self.data_shape)
+        logits = np.concatenate([
+            np.asarray(self._logits(x[i : i + batch_size], training=False), "float64")
+            .reshape(-1)
+            for i in range(0, len(x), batch_size)
+        ])
+        if kind == "logit":
+            return -logits
+        return 1.0 - 1.0 / (1.0 + np.exp(-logits))
+
     # ------------------------------------------------------------------ serialization
 
     def get_config(self) -> dict[str, Any]:
@@ -437,13 +549,17 @@ def load_gan(path: str | Any, safe_mode: bool = True) -> GAN:
         )
     try:
         model = keras.models.load_model(path, safe_mode=safe_mode)
-    except ValueError as err:
+    except Exception as err:  # noqa: BLE001 - zip, JSON and Keras errors alike, re-raised
         if "safe_mode" in str(err) or "Lambda" in str(err):
             raise ValueError(
                 f"{path} contains code (e.g. a Lambda layer) that safe mode refuses to run. "
                 "If you trust the file, load it with safe_mode=False (CLI: --unsafe)."
             ) from err
-        raise ValueError(f"{path} could not be loaded as a Keras model: {err}") from err
+        raise ValueError(
+            f"{path} could not be loaded as a Keras model (a truncated or corrupt file, or "
+            f"not a .keras archive): {err}. Pass a model.keras or best_model.keras written by "
+            "`rlhf-keras train` / `finetune` (or `GAN.save`)."
+        ) from err
     if isinstance(model, GAN):
         return model
     try:
