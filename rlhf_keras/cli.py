@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -185,6 +186,10 @@ def finetune(args: argparse.Namespace) -> int:
         seed=args.seed,
         verbose=args.verbose,
     )
+    # After a Ctrl-C: the same command line resumes (never with --overwrite, which deletes).
+    rlhf.resume_command = "rlhf-keras " + shlex.join(
+        a for a in getattr(args, "argv", ["finetune"]) if a != "--overwrite"
+    )
     generator, discriminator = architectures.build(args.arch, shape, latent_dim=args.latent_dim)
     # An untrained GAN: every trial initialises its own weights with its own seed.
     best = rlhf.finetune(GAN(generator, discriminator, latent_dim=args.latent_dim))
@@ -213,7 +218,7 @@ def _print_table(rows: list[dict[str, Any]], objective: str) -> None:
                 *(_short(row["values"].get(n)) for n in names),
                 "-" if score is None else f"{score:.4g}",
                 row["status"],
-                f"{row['seconds']:.1f}",
+                "-" if row["seconds"] is None else f"{row['seconds']:.1f}",
             ]
         )
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
@@ -265,15 +270,22 @@ def sample(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `rlhf-keras` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    from rlhf_keras.data import DataError
-
+    args.argv = argv
     try:
         commands = {"train": train, "finetune": finetune, "evaluate": evaluate, "sample": sample}
         return commands[args.command](args)
-    except (DataError, ValueError, TypeError) as err:
+    except (ValueError, TypeError) as err:  # rlhf_keras.DataError is a ValueError
         print(f"rlhf-keras: error: {err}", file=sys.stderr)
         return 2
+    except RuntimeError as err:  # e.g. every trial diverged, or the chief can't listen
+        print(f"rlhf-keras: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        # finetune has already said what was saved and how to resume.
+        print("rlhf-keras: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

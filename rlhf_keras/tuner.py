@@ -14,11 +14,16 @@ is scored with `metrics.quality` (FID for images, mode metrics for 2-D data). Th
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
+import signal
+import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +51,29 @@ SUPPORTED_HYPERPARAMETERS = {
 RESULTS_FILE = "results.json"
 BEST_MODEL_FILE = "best_model.keras"
 SEARCH_FILE = "search.json"
+BEST_INFO_FILE = "best_model.json"  # which trial best_model.keras comes from, and its score
+ORACLE_FILE = "oracle.json"  # keras-tuner's name for the oracle state
+
+# Test hook (see `_test_pause`): RLHF_KERAS_TEST_PAUSE=<stage>[@<trial_id>] makes the search
+# write the file named by RLHF_KERAS_TEST_MARKER and sleep at that stage, so a test can kill
+# or interrupt the process at a known moment. Stages: "trial" (after the first training
+# batch), "scoring" (trained, before the score is computed), "trial_end" (the oracle has
+# recorded the trial, results.json not yet). Does nothing when unset, or once the marker exists.
+PAUSE_ENV = "RLHF_KERAS_TEST_PAUSE"
+MARKER_ENV = "RLHF_KERAS_TEST_MARKER"
+PAUSE_STAGES = ("trial", "scoring", "trial_end")
+
+
+def _test_pause(stage: str, trial_id: str | None) -> None:
+    wanted = os.environ.get(PAUSE_ENV, "")
+    marker = os.environ.get(MARKER_ENV)
+    if not wanted or not marker:
+        return
+    name, _, only_trial = wanted.partition("@")
+    if name != stage or (only_trial and only_trial != str(trial_id)) or os.path.exists(marker):
+        return
+    Path(marker).write_text(f"{stage} {trial_id}")
+    time.sleep(600)  # the test kills or interrupts the process long before this ends
 
 
 def default_search_space() -> keras_tuner.HyperParameters:
@@ -127,6 +155,7 @@ class GANHyperModel(keras_tuner.HyperModel):
         self.d_steps = d_steps
         self.loss = loss
         self.trial_seed = seed  # set by GANTuner before each trial is built
+        self.trial_id: str | None = None  # likewise
 
     def build(self, hp: keras_tuner.HyperParameters) -> GAN:
         def value(name: str, default: Any) -> Any:
@@ -162,6 +191,8 @@ class GANHyperModel(keras_tuner.HyperModel):
             self.data, batch_size=batch_size, seed=model.seed, shape=model.data_shape
         )
         callbacks = [keras.callbacks.TerminateOnNaN(), *kwargs.pop("callbacks", [])]
+        if os.environ.get(PAUSE_ENV):
+            callbacks.append(_PauseCallback(self.trial_id))
         kwargs.setdefault("epochs", self.epochs)
         kwargs.setdefault("shuffle", False)  # the dataset is already shuffled, with a seed
         history = model.fit(dataset, *args, callbacks=callbacks, **kwargs).history
@@ -171,26 +202,91 @@ class GANHyperModel(keras_tuner.HyperModel):
         if not all(math.isfinite(v) for v in last.values()):
             # keras-tuner marks a NaN objective as failed; the oracle gives it the penalty.
             return {**result, "fid": math.nan, "score": math.nan, "diverged": 1.0}
+        _test_pause("scoring", self.trial_id)
         quality = metrics.quality(model, self.data, seed=0)
         return {**result, **{k: float(v) for k, v in quality.items()}, "diverged": 0.0}
+
+
+class _PauseCallback(keras.callbacks.Callback):
+    """The "trial" stage of the test hook: pauses after the first training batch."""
+
+    def __init__(self, trial_id: str | None) -> None:
+        super().__init__()
+        self.trial_id = trial_id
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if batch == 0:
+            _test_pause("trial", self.trial_id)
 
 
 class GANTuner(keras_tuner.Tuner):
     """A keras-tuner Tuner for `GANHyperModel`: trains, scores and records each trial.
 
     Besides keras-tuner's own files it keeps, in the project directory, `results.json` (a row
-    per trial) and `best_model.keras` (the best GAN so far), both replaced atomically.
+    per trial) and `best_model.keras` (the best GAN so far, with `best_model.json` naming its
+    trial). Every state file it writes, keras-tuner's `oracle.json`, `trial.json` and
+    `<tuner_id>.json` included, is replaced atomically (temporary file, then rename), so a
+    process killed at any moment leaves either the old or the new version, never half a file.
+
+    A Ctrl-C (SIGINT) while the tuner records a finished trial is held back until the record
+    is complete (see `RLHF.finetune`).
     """
 
-    def __init__(self, *args: Any, verbose: int = 1, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, oracle: keras_tuner.Oracle, *args: Any, verbose: int = 1,
+                 **kwargs: Any) -> None:
+        _make_saves_atomic(oracle)
+        super().__init__(oracle, *args, **kwargs)
         self.verbose = verbose
         self._search_start = time.perf_counter()
         self._trial_start: dict[str, float] = {}
+        self._critical = 0  # > 0 while a finished trial is being recorded
+        self._interrupt_pending = False
+
+    # ------------------------------------------------------------------ interrupts
+
+    @contextlib.contextmanager
+    def shielded(self) -> Iterator[None]:
+        """Defers a Ctrl-C (when `RLHF` installed its handler) until the block completes."""
+        self._critical += 1
+        try:
+            yield
+        finally:
+            self._critical -= 1
+        if self._critical == 0 and self._interrupt_pending:
+            self._interrupt_pending = False
+            raise KeyboardInterrupt
+
+    def handle_sigint(self, signum: int, frame: Any) -> None:
+        """SIGINT handler: interrupt now, or right after the record being written."""
+        if self._critical:
+            self._interrupt_pending = True
+            return
+        raise KeyboardInterrupt
+
+    # ------------------------------------------------------------------ search
+
+    def search(self, *fit_args: Any, **fit_kwargs: Any) -> None:
+        """As keras-tuner's, but a distributed chief serves with `serve_oracle`."""
+        from keras_tuner.src.distribute import utils as dist_utils
+
+        if dist_utils.is_chief_oracle():
+            if "verbose" in fit_kwargs:
+                self.oracle.verbose = fit_kwargs["verbose"]
+            self.save()
+            serve_oracle(self.oracle)
+            self._recover_rows()  # a worker may have died between ending a trial and its row
+            return
+        super().search(*fit_args, **fit_kwargs)
+
+    def save(self) -> None:
+        if not self._is_worker():
+            self.oracle.save()
+        _atomic_write_json(Path(self._get_tuner_fname()), self.get_state())
 
     def run_trial(self, trial: keras_tuner.engine.trial.Trial, *args: Any, **kwargs: Any) -> Any:
         hp = trial.hyperparameters
         self.hypermodel.trial_seed = self.hypermodel.seed + _trial_index(trial.trial_id)
+        self.hypermodel.trial_id = trial.trial_id
         gan = self._try_build(hp)
         log_dir = Path(self.project_dir) / "logs" / f"trial_{trial.trial_id}"
         callbacks = [*kwargs.pop("callbacks", []), keras.callbacks.TensorBoard(str(log_dir))]
@@ -198,7 +294,11 @@ class GANTuner(keras_tuner.Tuner):
         result = self.hypermodel.fit(hp, gan, *args, callbacks=callbacks, **kwargs)
         self.save_model(trial.trial_id, gan)
         if self._is_new_best(trial.trial_id, result):
-            _atomic_save(gan, Path(self.project_dir) / BEST_MODEL_FILE)
+            project = Path(self.project_dir)
+            _atomic_save(gan, project / BEST_MODEL_FILE)
+            score = _native(result.get(self.oracle.objective.name))
+            _atomic_write_json(project / BEST_INFO_FILE, {"trial_id": trial.trial_id,
+                                                         "score": score})
         return result
 
     def _is_new_best(self, trial_id: str, result: dict[str, float]) -> bool:
@@ -206,7 +306,8 @@ class GANTuner(keras_tuner.Tuner):
         score = result.get(objective.name, math.nan)
         if not math.isfinite(score):
             return False
-        for other in self.oracle.trials.values():
+        # get_best_trials works on the oracle and, over gRPC, on a distributed worker alike.
+        for other in self.oracle.get_best_trials(1):
             if other.trial_id == trial_id or other.score is None:
                 continue
             if other.status != "COMPLETED" or not math.isfinite(other.score):
@@ -224,15 +325,15 @@ class GANTuner(keras_tuner.Tuner):
 
     def on_trial_end(self, trial: keras_tuner.engine.trial.Trial) -> None:
         seconds = time.perf_counter() - self._trial_start.pop(trial.trial_id, time.perf_counter())
-        super().on_trial_end(trial)  # the oracle scores the trial and updates the policy
-        rows = self._record(trial.trial_id, seconds)
+        with self.shielded():
+            super().on_trial_end(trial)  # the oracle scores the trial and updates the policy
+            _test_pause("trial_end", trial.trial_id)
+            rows = self._record(trial.trial_id, seconds)
         if self.verbose:
             self._print_progress(rows, trial.trial_id)
 
-    def _record(self, trial_id: str, seconds: float) -> list[dict[str, Any]]:
+    def _record(self, trial_id: str, seconds: float | None) -> list[dict[str, Any]]:
         path = Path(self.project_dir) / RESULTS_FILE
-        rows = _read_rows(path)
-        rows = [row for row in rows if row["trial_id"] != trial_id]
         trial = self.oracle.get_trial(trial_id)
         reward = getattr(self.oracle, "rewards", {}).get(trial_id, {})
         row = {
@@ -241,14 +342,18 @@ class GANTuner(keras_tuner.Tuner):
             "values": {k: _native(v) for k, v in trial.hyperparameters.values.items()},
             "score": _native(trial.score),
             "reward": _native(reward.get("reward")),
-            "seconds": round(seconds, 2),
+            "seconds": None if seconds is None else round(seconds, 2),
             "metrics": {
                 name: _native(trial.metrics.get_last_value(name))
                 for name in trial.metrics.metrics
             },
         }
-        rows.append(row)
-        _atomic_write_json(path, rows)
+        # Distributed workers share the file: read-modify-write under a lock.
+        with _locked(path):
+            rows = [r for r in _read_rows(path) if r["trial_id"] != trial_id]
+            rows.append(row)
+            rows.sort(key=lambda r: _trial_index(r["trial_id"]))
+            _atomic_write_json(path, rows)
         return rows
 
     def _print_progress(self, rows: list[dict[str, Any]], trial_id: str) -> None:
@@ -261,7 +366,7 @@ class GANTuner(keras_tuner.Tuner):
         values = ", ".join(f"{k}={_fmt(v)}" for k, v in row["values"].items())
         name = self.oracle.objective.name
         best = self.oracle.get_best_trials(1)
-        best_score = _fmt(best[0].score) if best else "-"
+        best_score = _fmt(best[0].score) if best and best[0].score is not None else "-"
         score = _fmt(row["score"]) if row["score"] is not None else "failed"
         print(
             f"[{done}/{total}] {values} | {name}={score} | best={best_score} | "
@@ -272,7 +377,72 @@ class GANTuner(keras_tuner.Tuner):
     def on_search_begin(self) -> None:
         super().on_search_begin()
         self._search_start = time.perf_counter()
+        if not self._is_worker():
+            self._recover_rows()
         self._rows_at_start = len(_read_rows(Path(self.project_dir) / RESULTS_FILE))
+
+    def _recover_rows(self) -> None:
+        """Adds the rows of trials the oracle ended but a killed process never recorded."""
+        recorded = {row["trial_id"] for row in _read_rows(Path(self.project_dir) / RESULTS_FILE)}
+        for trial_id in self.oracle.end_order:
+            if trial_id not in recorded:
+                self._record(trial_id, None)  # its duration was lost with the process
+
+
+def serve_oracle(oracle: keras_tuner.Oracle, poll_s: float = 0.5) -> None:
+    """Serves `oracle` to distributed workers until every trial is done (the chief's job).
+
+    keras-tuner's gRPC service, listening on exactly KERASTUNER_ORACLE_IP:PORT, with no
+    authentication or encryption: keep it on a private network. Unlike keras-tuner's own
+    loop, it fails at once if the address can't be bound, and while it waits for the last
+    trials it says which workers hold them: a worker that died keeps its trial until a worker
+    with the same KERASTUNER_TUNER_ID is started again, which re-runs it.
+
+    Args:
+        oracle: The chief's oracle.
+        poll_s: Seconds between checks for the end of the search.
+
+    Raises:
+        RuntimeError: If the address can't be bound.
+    """
+    from concurrent import futures
+
+    import grpc
+    from keras_tuner.src import protos
+    from keras_tuner.src.distribute import oracle_chief
+
+    address = f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+    servicer = oracle_chief.OracleServicer(oracle)
+    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
+    try:
+        bound = server.add_insecure_port(address)
+    except RuntimeError:
+        bound = 0
+    if not bound:
+        raise RuntimeError(
+            f"The chief cannot listen on {address} (KERASTUNER_ORACLE_IP:"
+            "KERASTUNER_ORACLE_PORT): the port is in use or the address is not one of this "
+            "machine's. Pick a free port and an address of this machine."
+        )
+    server.start()
+    last_note = time.monotonic()
+    try:
+        while True:
+            time.sleep(poll_s)
+            if not servicer.stop_triggered:
+                continue
+            if oracle_chief.exit_chief(oracle):
+                break
+            if time.monotonic() - last_note > 60:
+                last_note = time.monotonic()
+                held = ", ".join(f"{tuner} (trial {trial.trial_id})"
+                                 for tuner, trial in dict(oracle.ongoing_trials).items())
+                print(f"Waiting for the last trials: {held or 'workers to sign off'}. If a "
+                      "worker died, start it again with the same KERASTUNER_TUNER_ID: it "
+                      "re-runs its trial.", flush=True)
+    finally:
+        server.stop(grace=1)
 
 
 def _trial_index(trial_id: str) -> int:
@@ -313,15 +483,95 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
 
 
 def _atomic_write_json(path: Path, payload: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=1))
-    os.replace(tmp, path)
+    # A per-process temporary name: distributed workers may write the same file at once.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        tmp.write_text(json.dumps(payload, indent=1))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _atomic_save(gan: GAN, path: Path) -> None:
-    tmp = path.with_name("." + path.stem + ".tmp.keras")
-    gan.save(tmp)
-    os.replace(tmp, path)  # a reader never sees a half-written best model
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
+    try:
+        gan.save(tmp)
+        os.replace(tmp, path)  # a reader never sees a half-written best model
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock beside `path` (POSIX; elsewhere, no lock)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    with open(path.with_name("." + path.name + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _make_saves_atomic(oracle: keras_tuner.Oracle) -> None:
+    """Makes `oracle` write oracle.json and each trial.json atomically.
+
+    keras-tuner writes them in place (`utils.save_json`), so a process killed mid-write leaves
+    a truncated file that the next run cannot reload. An oracle class that overrides `save` or
+    `_save_trial` itself is left alone, and so are non-local directories (gs://...).
+    """
+    cls = type(oracle)
+    if getattr(oracle, "_atomic_saves", False):
+        return
+
+    def save() -> None:
+        fname = oracle._get_oracle_fname()
+        if "://" in fname:
+            cls.save(oracle)
+            return
+        _atomic_write_json(Path(fname), oracle.get_state())
+
+    def save_trial(trial: keras_tuner.engine.trial.Trial) -> None:
+        directory = oracle._get_trial_dir(trial.trial_id)
+        if "://" in directory:
+            cls._save_trial(oracle, trial)
+            return
+        _atomic_write_json(Path(directory) / "trial.json", trial.get_state())
+
+    if cls.save is keras_tuner.Oracle.save:
+        oracle.save = save
+    if cls._save_trial is keras_tuner.Oracle._save_trial:
+        oracle._save_trial = save_trial
+    oracle._atomic_saves = True
+
+
+def check_state_files(project_dir: Path) -> None:
+    """Raises ValueError naming the first state file of a run that is not valid JSON.
+
+    Checked before a run resumes, so a corrupt file stops it before anything is written or
+    deleted.
+
+    Args:
+        project_dir: The run folder (`directory/project_name`).
+    """
+    candidates = [project_dir / name for name in (ORACLE_FILE, RESULTS_FILE, SEARCH_FILE)]
+    candidates += sorted(project_dir.glob("tuner*.json")) + sorted(project_dir.glob("chief*.json"))
+    candidates += sorted(project_dir.glob("trial_*/trial.json"))
+    for path in candidates:
+        if not path.is_file():
+            continue
+        try:
+            json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(
+                f"{path} is corrupt ({err}), so the run in {project_dir} cannot resume. "
+                "Nothing was changed. Restore the file from a backup, or move the run folder "
+                "away (or pass overwrite=True / --overwrite, which deletes it) to start afresh."
+            ) from err
 
 
 class RLHF:
@@ -386,6 +636,8 @@ class RLHF:
         self.seed = 0 if seed is None else int(seed)
         self.verbose = verbose
         self.oracle_kwargs = oracle_kwargs
+        # Printed after a Ctrl-C; the CLI sets its own command line here.
+        self.resume_command: str | None = None
         self.tuner: GANTuner | None = None
         self.oracle: ReinforceOracle | None = None
         self.best_gan: GAN | None = None
@@ -408,6 +660,13 @@ class RLHF:
 
         Returns:
             The best trial's `GAN`, trained; also saved as `best_model.keras` in the run.
+
+        Raises:
+            TypeError, ValueError: If `gan`, the data or the run directory is unusable (see
+                README, "When things go wrong"); raised before any training, with the run
+                directory left as it was.
+            KeyboardInterrupt: On Ctrl-C, once the finished trials are saved; the message
+                printed says how to resume (the interrupted trial runs again).
         """
         pretrained = _has_weights_to_keep(gan)
         base = GAN.from_sequential(gan) if not isinstance(gan, GAN) else gan
@@ -451,8 +710,34 @@ class RLHF:
             print(f"RLHF: {self.max_trials} trials of {self.epochs_per_trial} epochs on "
                   f"{info.name} ({info.size} examples), objective {objective.name} "
                   f"({objective.direction}); run directory {self.project_dir}", flush=True)
-        self.tuner.search(verbose=0, **fit_kwargs)
+        # Ctrl-C stops training at once, but never halfway through recording a trial.
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        previous = None
+        if in_main_thread:
+            previous = signal.signal(signal.SIGINT, self.tuner.handle_sigint)
+        try:
+            self.tuner.search(verbose=0, **fit_kwargs)
+        except KeyboardInterrupt:
+            self._report_interrupt()
+            raise
+        finally:
+            if in_main_thread:
+                signal.signal(signal.SIGINT, previous or signal.default_int_handler)
         return self._load_best()
+
+    def _report_interrupt(self) -> None:
+        done = len(_read_rows(self.project_dir / RESULTS_FILE))
+        resume = self.resume_command or (
+            f"run the same code again with directory={str(self.directory)!r}, project_name="
+            f"{self.project_name!r} and overwrite=False: RLHF(...).finetune(gan) resumes"
+        )
+        print(
+            f"\nInterrupted. {done} of {self.max_trials} trials are saved in "
+            f"{self.project_dir}; the trial that was running will run again.\n"
+            f"To resume: {resume}",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def _objective(self, info: data_module.DataInfo) -> keras_tuner.Objective:
         if self.objective == "auto":
@@ -465,7 +750,7 @@ class RLHF:
         return self.objective
 
     def _prepare_directory(self, info: data_module.DataInfo, objective: Any) -> None:
-        """Refuses to mix two different searches in one folder, before anything is written."""
+        """Refuses a folder it can't use, before anything in it is written or deleted."""
         fingerprint = {
             "data": info.name,
             "data_shape": list(info.shape),
@@ -474,6 +759,7 @@ class RLHF:
             "epochs_per_trial": self.epochs_per_trial,
         }
         path = self.project_dir / SEARCH_FILE
+        self._check_writable()
         if self.overwrite and self.project_dir.exists():
             import shutil
 
@@ -481,7 +767,7 @@ class RLHF:
         if path.exists():
             try:
                 previous = json.loads(path.read_text())
-            except json.JSONDecodeError as err:
+            except (json.JSONDecodeError, UnicodeDecodeError) as err:
                 raise ValueError(f"{path} is corrupt ({err}); move it away or pass "
                                  "overwrite=True to start afresh.") from err
             if previous != fingerprint:
@@ -489,16 +775,56 @@ class RLHF:
                 raise ValueError(
                     f"{self.project_dir} holds a different search (differs in: "
                     f"{', '.join(changed)}). Use another project_name or directory, or pass "
-                    "overwrite=True to replace it."
+                    "overwrite=True to replace it (CLI: --project, --dir, --overwrite)."
                 )
-        try:
+        elif self._holds_other_project():
+            raise ValueError(
+                f"{self.project_dir} holds a keras-tuner project that this search did not "
+                f"create (it has {ORACLE_FILE} or trial folders but no {SEARCH_FILE}). Use "
+                "another project_name or directory, or pass overwrite=True to replace it (CLI: "
+                "--project, --dir, --overwrite)."
+            )
+        check_state_files(self.project_dir)
+        self._check_oracle_state()
+        if not path.exists():
             self.project_dir.mkdir(parents=True, exist_ok=True)
             _atomic_write_json(path, fingerprint)
+
+    def _check_writable(self) -> None:
+        """Fails early on a folder that can't be created or written (even as root)."""
+        probe_dir = self.project_dir
+        while not probe_dir.exists() and probe_dir != probe_dir.parent:
+            probe_dir = probe_dir.parent
+        try:
+            if not probe_dir.is_dir():
+                raise NotADirectoryError(f"{probe_dir} is a file, not a folder")
+            probe = probe_dir / f".rlhf_write_test.{os.getpid()}"
+            probe.write_text("")
+            probe.unlink()
         except OSError as err:
             raise ValueError(
-                f"Cannot write to the run directory {self.project_dir}: {err}. "
-                "Pass directory= a folder you can write to."
+                f"Cannot write the run directory {self.project_dir}: {err}. Pass directory= "
+                "(CLI: --dir) a folder you can write to."
             ) from err
+
+    def _holds_other_project(self) -> bool:
+        if not self.project_dir.is_dir():
+            return False
+        if (self.project_dir / ORACLE_FILE).exists():
+            return True
+        return any(self.project_dir.glob("trial_*/trial.json"))
+
+    def _check_oracle_state(self) -> None:
+        path = self.project_dir / ORACLE_FILE
+        if not path.is_file():
+            return
+        state = json.loads(path.read_text())  # valid: check_state_files ran first
+        if not isinstance(state, dict) or "reinforce" not in state:
+            raise ValueError(
+                f"{path} was not written by the REINFORCE oracle of this project, so the run "
+                f"in {self.project_dir} cannot resume. Use another project_name or directory, "
+                "or pass overwrite=True to replace it (CLI: --project, --dir, --overwrite)."
+            )
 
     def _load_best(self) -> GAN:
         best_path = self.project_dir / BEST_MODEL_FILE
@@ -518,7 +844,18 @@ class RLHF:
 
     @property
     def best_hyperparameters(self) -> keras_tuner.HyperParameters:
-        return self._require_tuner().get_best_hyperparameters(1)[0]
+        tuner = self._require_tuner()
+        if not tuner._is_worker():
+            return tuner.get_best_hyperparameters(1)[0]
+        # A distributed worker: the chief may be gone once the search is over; use the table.
+        objective = tuner.oracle.objective
+        rows = [r for r in self.results if r["status"] == "COMPLETED" and r["score"] is not None]
+        if not rows:
+            raise RuntimeError(f"No trial completed; see {self.project_dir / RESULTS_FILE}.")
+        pick = max if objective.direction == "max" else min
+        hp = self.search_space.copy()
+        hp.values = dict(pick(rows, key=lambda r: r["score"])["values"])
+        return hp
 
     @property
     def results(self) -> list[dict[str, Any]]:
