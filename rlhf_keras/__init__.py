@@ -7,7 +7,7 @@ Three rooms, imports flowing one way (model -> evidence -> search):
 - the search: the REINFORCE `policy`, `ReinforceOracle` (a keras-tuner Oracle) and `RLHF`.
 """
 
-from rlhf_keras import architectures, data, metrics
+from rlhf_keras import architectures, board, data, metrics, reports
 from rlhf_keras.data import DataError, DataInfo
 from rlhf_keras.gan import GAN
 from rlhf_keras.metrics import FIDCallback, fid, quality
@@ -21,10 +21,12 @@ __all__ = [
     "DataInfo",
     "FIDCallback",
     "architectures",
+    "board",
     "data",
     "fid",
     "metrics",
     "quality",
+    "reports",
     "ReinforceOracle",
     "RLHF",
     "default_search_space",

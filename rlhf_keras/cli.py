@@ -81,6 +81,15 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="Load models with Lambda layers (only files you trust).",
     )
+
+    report = sub.add_parser(
+        "report", help="Write RUN/report.md: samples, reward per trial, policy heatmap, results."
+    )
+    report.add_argument(
+        "run", help="A run folder (finetune's --dir/--project), e.g. rlhf_runs/rlhf."
+    )
+    report.add_argument("--samples", type=int, default=64, help="Samples in the grid.")
+    report.add_argument("--seed", type=int, default=0)
     return parser
 
 
@@ -126,6 +135,7 @@ def train(args: argparse.Namespace) -> int:
         dataset,
         epochs=args.epochs,
         verbose=args.verbose,
+        shuffle=False,  # the dataset is already shuffled, with the seed
         callbacks=[
             keras.callbacks.TerminateOnNaN(),
             keras.callbacks.TensorBoard(log_dir=str(out / "logs")),
@@ -232,11 +242,20 @@ def _short(value: Any) -> str:
 
 def evaluate(args: argparse.Namespace) -> int:
     from rlhf_keras.gan import load_gan
+    from rlhf_keras.metrics import evaluate as measure_all
 
     gan = load_gan(args.model, safe_mode=not args.unsafe)
-    values = quality(gan, args.data, n=args.n, seed=args.seed)
+    values = measure_all(gan, args.data, n=args.n, seed=args.seed)
     print(f"{args.model} against {args.data}:")
     _print_metrics(values)
+    return 0
+
+
+def report(args: argparse.Namespace) -> int:
+    from rlhf_keras.reports import write_report
+
+    _positive("--samples", args.samples)
+    print(f"Report: {write_report(args.run, n_samples=args.samples, seed=args.seed)}")
     return 0
 
 
@@ -274,7 +293,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = argv
     try:
-        commands = {"train": train, "finetune": finetune, "evaluate": evaluate, "sample": sample}
+        commands = {
+            "train": train,
+            "finetune": finetune,
+            "evaluate": evaluate,
+            "sample": sample,
+            "report": report,
+        }
         return commands[args.command](args)
     except (ValueError, TypeError) as err:  # rlhf_keras.DataError is a ValueError
         print(f"rlhf-keras: error: {err}", file=sys.stderr)

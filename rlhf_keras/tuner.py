@@ -31,8 +31,8 @@ import keras
 import keras_tuner
 import numpy as np
 
+from rlhf_keras import board, metrics
 from rlhf_keras import data as data_module
-from rlhf_keras import metrics
 from rlhf_keras.architectures import scale_widths
 from rlhf_keras.gan import GAN, LOSSES
 from rlhf_keras.oracle import ReinforceOracle
@@ -289,7 +289,11 @@ class GANTuner(keras_tuner.Tuner):
         self.hypermodel.trial_id = trial.trial_id
         gan = self._try_build(hp)
         log_dir = Path(self.project_dir) / "logs" / f"trial_{trial.trial_id}"
-        callbacks = [*kwargs.pop("callbacks", []), keras.callbacks.TensorBoard(str(log_dir))]
+        callbacks = [
+            *kwargs.pop("callbacks", []),
+            keras.callbacks.TensorBoard(str(log_dir)),
+            board.SampleGridCallback(str(log_dir)),
+        ]
         kwargs["verbose"] = 1 if self.verbose >= 2 else 0
         result = self.hypermodel.fit(hp, gan, *args, callbacks=callbacks, **kwargs)
         self.save_model(trial.trial_id, gan)
@@ -329,6 +333,9 @@ class GANTuner(keras_tuner.Tuner):
             super().on_trial_end(trial)  # the oracle scores the trial and updates the policy
             _test_pause("trial_end", trial.trial_id)
             rows = self._record(trial.trial_id, seconds)
+        history = getattr(self.oracle, "policy_history", [])
+        row = next(r for r in rows if r["trial_id"] == trial.trial_id)
+        board.log_trial_end(self._logs_dir, row, history[-1] if history else None)
         if self.verbose:
             self._print_progress(rows, trial.trial_id)
 
@@ -380,6 +387,12 @@ class GANTuner(keras_tuner.Tuner):
         if not self._is_worker():
             self._recover_rows()
         self._rows_at_start = len(_read_rows(Path(self.project_dir) / RESULTS_FILE))
+        # get_space() also works on a worker, whose oracle is a client of the chief's.
+        board.log_search_config(self._logs_dir, self.oracle.get_space(), self.oracle.objective.name)
+
+    @property
+    def _logs_dir(self) -> Path:
+        return Path(self.project_dir) / "logs"
 
     def _recover_rows(self) -> None:
         """Adds the rows of trials the oracle ended but a killed process never recorded."""

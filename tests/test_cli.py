@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -116,3 +117,37 @@ def test_evaluate_refuses_a_file_that_is_not_a_gan(tmp_path):
     assert "not a GAN" in result.stderr and "exactly two models" in result.stderr
     result = run_cli("sample", str(tmp_path / "missing.keras"), "--out", str(tmp_path / "x"))
     assert result.returncode == 2 and "is not a .keras model file" in result.stderr
+
+
+def test_report_writes_markdown_and_pictures_for_a_run(tmp_path):
+    runs = tmp_path / "runs"
+    result = run_cli(
+        "finetune",
+        "--data",
+        "ring8",
+        "--arch",
+        "small",
+        "--trials",
+        "2",
+        "--epochs-per-trial",
+        "1",
+        "--batch-size",
+        "512",
+        "--latent-dim",
+        "8",
+        "--dir",
+        str(runs),
+        "--verbose",
+        "0",
+    )
+    assert result.returncode == 0, result.stderr
+    result = run_cli("report", str(runs / "rlhf"))
+    assert result.returncode == 0, result.stderr
+    report = runs / "rlhf" / "report.md"
+    assert f"Report: {report}" in result.stdout
+    text = report.read_text()
+    for png in re.findall(r"\]\(([^)]+\.png)\)", text):
+        assert (report.parent / png).stat().st_size > 2_000
+    assert "| 0 | COMPLETED |" in text and "| 1 | COMPLETED |" in text
+    result = run_cli("report", str(tmp_path / "nothing-here"))
+    assert result.returncode != 0 and "nothing-here" in result.stderr
