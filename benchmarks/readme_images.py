@@ -1,12 +1,12 @@
-"""Regenerates the README's pictures in docs/ from a real search on the embedded digits.
+"""Regenerates the README's pictures in benchmarks/images/ from a real search on the embedded digits.
 
-    python benchmarks/readme_images.py --out docs --dir /tmp/readme_run
+    python benchmarks/readme_images.py --out benchmarks/images --dir /tmp/readme_run
 
 Runs `RLHF(max_trials=8, epochs_per_trial=10, seed=0)` (the defaults) on the first article's
 MLP pair and the embedded digits, writes the run's report and TensorBoard summaries, trains
 the best GAN `--extra-epochs` more epochs (10 epochs on 1,797 digits are too few for clean
-samples), and writes two pictures: `docs/samples.png` (32 samples of that GAN, seed 0) and
-`docs/policy.png` (the policy's probability for each choice after every trial). About 5
+samples), and writes two pictures: `benchmarks/images/samples.png` (32 samples of that GAN, seed 0) and
+`benchmarks/images/policy.png` (the policy's probability for each choice after every trial). About 5
 minutes on 2 CPU cores. Prints the best trial, FIDs and timings.
 """
 
@@ -26,7 +26,7 @@ from rlhf_keras.gan import GAN  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="docs", help="folder for the PNGs")
+    parser.add_argument("--out", default="benchmarks/images", help="folder for the PNGs")
     parser.add_argument("--dir", default="/tmp/readme_run", help="run directory (overwritten)")
     parser.add_argument("--data", default="digits", help="data source, e.g. an MNIST folder")
     parser.add_argument("--trials", type=int, default=8)

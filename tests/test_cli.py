@@ -64,7 +64,7 @@ def test_train_refuses_bad_input_before_training(tmp_path):
     assert result.returncode != 0 and "--epochs must be > 0" in result.stderr
 
 
-def test_finetune_evaluate_and_sample(tmp_path):
+def test_finetune_evaluate_sample_and_report(tmp_path):
     runs = tmp_path / "runs"
     result = run_cli(
         "finetune",
@@ -108,6 +108,19 @@ def test_finetune_evaluate_and_sample(tmp_path):
     samples = np.load(tmp_path / "s.npz")["x"]
     assert samples.shape == (10, 2) and np.isfinite(samples).all()
 
+    result = run_cli("report", str(runs / "rlhf"))
+    assert result.returncode == 0, result.stderr
+    report = runs / "rlhf" / "report.md"
+    assert f"Report: {report}" in result.stdout
+    text = report.read_text()
+    pictures = re.findall(r"\]\(([^)]+\.png)\)", text)
+    assert len(pictures) == 3
+    for png in pictures:
+        assert (report.parent / png).stat().st_size > 2_000
+    assert "| 0 | COMPLETED |" in text and "| 1 | COMPLETED |" in text
+    result = run_cli("report", str(tmp_path / "nothing-here"))
+    assert result.returncode != 0 and "nothing-here" in result.stderr
+
 
 def test_evaluate_refuses_a_file_that_is_not_a_gan(tmp_path):
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
@@ -117,37 +130,3 @@ def test_evaluate_refuses_a_file_that_is_not_a_gan(tmp_path):
     assert "not a GAN" in result.stderr and "exactly two models" in result.stderr
     result = run_cli("sample", str(tmp_path / "missing.keras"), "--out", str(tmp_path / "x"))
     assert result.returncode == 2 and "is not a .keras model file" in result.stderr
-
-
-def test_report_writes_markdown_and_pictures_for_a_run(tmp_path):
-    runs = tmp_path / "runs"
-    result = run_cli(
-        "finetune",
-        "--data",
-        "ring8",
-        "--arch",
-        "small",
-        "--trials",
-        "2",
-        "--epochs-per-trial",
-        "1",
-        "--batch-size",
-        "512",
-        "--latent-dim",
-        "8",
-        "--dir",
-        str(runs),
-        "--verbose",
-        "0",
-    )
-    assert result.returncode == 0, result.stderr
-    result = run_cli("report", str(runs / "rlhf"))
-    assert result.returncode == 0, result.stderr
-    report = runs / "rlhf" / "report.md"
-    assert f"Report: {report}" in result.stdout
-    text = report.read_text()
-    for png in re.findall(r"\]\(([^)]+\.png)\)", text):
-        assert (report.parent / png).stat().st_size > 2_000
-    assert "| 0 | COMPLETED |" in text and "| 1 | COMPLETED |" in text
-    result = run_cli("report", str(tmp_path / "nothing-here"))
-    assert result.returncode != 0 and "nothing-here" in result.stderr
