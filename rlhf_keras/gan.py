@@ -148,15 +148,12 @@ class GAN(keras.Model):
     def _check_pair(self) -> tuple[int, ...]:
         """Builds both models and checks that G's output feeds D and D outputs one unit."""
         latent_shape = (None, self.latent_dim)
-        try:
-            if not self.generator.built:
-                self.generator.build(latent_shape)
-            g_out = tuple(self.generator.compute_output_shape(latent_shape))
-        except Exception as err:  # noqa: BLE001 - re-raised with the shapes involved
-            raise ValueError(
-                f"The generator cannot take latent vectors of shape {_shape_str(latent_shape)}: "
-                f"{err}. Pass latent_dim= matching the generator's input."
-            ) from err
+        g_out = _output_shape(
+            self.generator,
+            latent_shape,
+            f"The generator cannot take latent vectors of shape {_shape_str(latent_shape)}: "
+            "{err}. Pass latent_dim= matching the generator's input.",
+        )
         d_in = _built_input_shape(self.discriminator)
         if d_in is not None and tuple(d_in[1:]) != tuple(g_out[1:]):
             raise ValueError(
@@ -164,15 +161,12 @@ class GAN(keras.Model):
                 f"shape {_shape_str(d_in)}. Make the generator's last layer produce what the "
                 "discriminator expects (e.g. add a Reshape or Flatten layer)."
             )
-        try:
-            if not self.discriminator.built:
-                self.discriminator.build(g_out)
-            d_out = tuple(self.discriminator.compute_output_shape(g_out))
-        except Exception as err:  # noqa: BLE001 - re-raised with the shapes involved
-            raise ValueError(
-                f"Generator output shape {_shape_str(g_out)} does not fit the discriminator: "
-                f"{err}. Make the generator's last layer produce what the discriminator expects."
-            ) from err
+        d_out = _output_shape(
+            self.discriminator,
+            g_out,
+            f"Generator output shape {_shape_str(g_out)} does not fit the discriminator: "
+            "{err}. Make the generator's last layer produce what the discriminator expects.",
+        )
         if tuple(d_out[1:]) != (1,):
             raise ValueError(
                 f"The discriminator must output one unit per sample, shape (None, 1); it outputs "
@@ -493,6 +487,16 @@ class GAN(keras.Model):
         generator = keras.saving.deserialize_keras_object(config.pop("generator"))
         discriminator = keras.saving.deserialize_keras_object(config.pop("discriminator"))
         return cls(generator, discriminator, **config)
+
+
+def _output_shape(model: keras.Model, input_shape: tuple, message: str) -> tuple:
+    """Builds `model` if needed and returns its output shape; `message` explains a failure."""
+    try:
+        if not model.built:
+            model.build(input_shape)
+        return tuple(model.compute_output_shape(input_shape))
+    except Exception as err:  # noqa: BLE001 - re-raised with the shapes involved
+        raise ValueError(message.format(err=err)) from err
 
 
 def _features_only(data: Any) -> Any:

@@ -67,13 +67,7 @@ def frechet_distance(real_features: np.ndarray, fake_features: np.ndarray) -> fl
         MetricError: If the arrays are not 2-D with the same D, hold fewer than 2 rows, or
             hold non-finite values.
     """
-    a = _features(real_features, "real_features")
-    b = _features(fake_features, "fake_features")
-    if a.shape[1] != b.shape[1]:
-        raise MetricError(
-            f"Feature sets differ in width: real {a.shape}, fake {b.shape}. Extract both with "
-            "the same feature network."
-        )
+    a, b = _pair(real_features, fake_features, ("real_features", "fake_features"))
     mu1, mu2 = a.mean(axis=0), b.mean(axis=0)
     s1 = np.atleast_2d(np.cov(a, rowvar=False))
     s2 = np.atleast_2d(np.cov(b, rowvar=False))
@@ -106,6 +100,20 @@ def _features(x: Any, name: str) -> np.ndarray:
             "samples before computing metrics."
         )
     return arr
+
+
+def _pair(
+    real_f: Any, fake_f: Any, names: tuple[str, str] = ("real_f", "fake_f")
+) -> tuple[np.ndarray, np.ndarray]:
+    """Both feature sets, checked, as float64; they must have the same width."""
+    real = _features(real_f, names[0])
+    fake = _features(fake_f, names[1])
+    if real.shape[1] != fake.shape[1]:
+        raise MetricError(
+            f"Feature sets differ in width: real {real.shape}, fake {fake.shape}. Extract both "
+            "with the same feature network."
+        )
+    return real, fake
 
 
 # --------------------------------------------------------------------------- feature extraction
@@ -512,17 +520,6 @@ def density_coverage(real_f: np.ndarray, fake_f: np.ndarray, k: int = 5) -> tupl
         nearest[i : i + 1024] = _pairwise_sq(real[i : i + 1024], fake).min(axis=1)
     coverage = float(np.mean(nearest <= radii))
     return density, coverage
-
-
-def _pair(real_f: Any, fake_f: Any) -> tuple[np.ndarray, np.ndarray]:
-    real = _features(real_f, "real_f")
-    fake = _features(fake_f, "fake_f")
-    if real.shape[1] != fake.shape[1]:
-        raise MetricError(
-            f"Feature sets differ in width: real {real.shape}, fake {fake.shape}. Extract both "
-            "with the same feature network."
-        )
-    return real, fake
 
 
 # --------------------------------------------------------------------------- 2-D mode metrics
