@@ -9,7 +9,7 @@
 
 Run from the repository root::
 
-    python benchmarks/fid_speed.py --out benchmarks/RESULTS_metrics.md
+    python benchmarks/fid_speed.py
 
 It prints a markdown snippet (and writes it to `--out` when given).
 """
@@ -33,7 +33,7 @@ from rlhf_keras.architectures import seed_mlp  # noqa: E402
 from rlhf_keras.gan import GAN  # noqa: E402
 
 MNIST_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
-COMMAND = "python benchmarks/fid_speed.py --out benchmarks/RESULTS_metrics.md"
+COMMAND = "python benchmarks/fid_speed.py"
 
 
 def time_fid_10k(mnist_dir: Path) -> dict[str, float]:

@@ -1,13 +1,13 @@
-"""Regenerates the README's pictures in benchmarks/images/ from a real search on the embedded digits.
+"""Regenerates the README's policy picture (benchmarks/images/policy.png) from a real search.
 
     python benchmarks/readme_images.py --out benchmarks/images --dir /tmp/readme_run
 
 Runs `RLHF(max_trials=8, epochs_per_trial=10, seed=0)` (the defaults) on the first article's
-MLP pair and the embedded digits, writes the run's report and TensorBoard summaries, trains
-the best GAN `--extra-epochs` more epochs (10 epochs on 1,797 digits are too few for clean
-samples), and writes two pictures: `benchmarks/images/samples.png` (32 samples of that GAN, seed 0) and
-`benchmarks/images/policy.png` (the policy's probability for each choice after every trial). About 5
-minutes on 2 CPU cores. Prints the best trial, FIDs and timings.
+MLP pair and `--data` (default: the embedded digits), writes the run's report and TensorBoard
+summaries, trains the best GAN `--extra-epochs` more epochs, and writes `policy.png` (the
+policy's probability for each choice after every trial) and `search_samples.png` (32 samples of
+that GAN, seed 0). The README's `samples.png` comes from `rlhf-keras train --arch dcgan` (see
+benchmarks/RESULTS.md). About 5 minutes on 2 CPU cores. Prints the best trial, FIDs and timings.
 """
 
 from __future__ import annotations
@@ -50,12 +50,12 @@ def main() -> None:
     after = metrics.fid(best, args.data, seed=0)
     print(f"best GAN: FID {before:.1f} after the search, {after:.1f} after "
           f"{args.extra_epochs} more epochs ({time.perf_counter() - start:.0f} s in all)")
-    reports.save_samples(best.generate(32, seed=0), out / "samples.png")
+    reports.save_samples(best.generate(32, seed=0), out / "search_samples.png")
     shutil.copyfile(rlhf.project_dir / reports.POLICY_PNG, out / "policy.png")
     row = reports.best_row(rlhf.results, "min")
     print(f"search: {searched:.0f} s; best trial {row['trial_id']} FID {row['score']:.1f} "
           f"{row['values']}")
-    for name in ("samples.png", "policy.png"):
+    for name in ("search_samples.png", "policy.png"):
         print(f"{out / name}: {(out / name).stat().st_size / 1024:.0f} KB")
 
 
