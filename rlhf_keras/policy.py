@@ -340,7 +340,7 @@ class HyperparameterPolicy:
 
     # ----------------------------------------------------------------------------- the update
     def reinforce(self, action: dict[str, dict[str, Any]], reward: float) -> dict[str, float]:
-        """One REINFORCE step from one trial: the only place the policy learns.
+        """One REINFORCE step from one trial (`reinforce_batch` is the replay variant).
 
         Args:
             action: The action the trial ran (from `sample`).
@@ -358,29 +358,7 @@ class HyperparameterPolicy:
         grad_logp = self.grad_log_prob(action)
         grad_h = self.grad_entropy(list(action))
         for key in action:
-            entry = self.entries[key]
-            direction = advantage * grad_logp[key] + self.entropy_coef * grad_h[key]
-            if self.optimizer == "adam":
-                beta1, beta2 = _ADAM_BETAS
-                entry.t += 1
-                entry.m = beta1 * entry.m + (1 - beta1) * direction
-                entry.v = beta2 * entry.v + (1 - beta2) * direction**2
-                m_hat = entry.m / (1 - beta1**entry.t)
-                v_hat = entry.v / (1 - beta2**entry.t)
-                entry.params = entry.params + self.learning_rate * m_hat / (
-                    np.sqrt(v_hat) + _ADAM_EPS
-                )
-            else:
-                entry.t += 1
-                if not entry.categorical:
-                    # Natural gradient: the Gaussian's Fisher matrix in (mean, log_std) is
-                    # diag(1/std**2, 2), so steps scale with std instead of 1/std.
-                    direction = direction * np.array([math.exp(2 * entry.params[1]), 0.5])
-                entry.params = entry.params + self.learning_rate * direction
-            if not entry.categorical:
-                # Project back: the mean stays on the unit interval, the std within bounds.
-                entry.params[0] = min(max(entry.params[0], 0.0), 1.0)
-                entry.params[1] = min(max(entry.params[1], math.log(MIN_STD)), math.log(MAX_STD))
+            self._step(key, advantage * grad_logp[key] + self.entropy_coef * grad_h[key])
         used_baseline = self.baseline
         log_prob = self.log_prob(action)
         # b <- decay * b + (1 - decay) * r
@@ -392,6 +370,72 @@ class HyperparameterPolicy:
             "advantage": advantage,
             "log_prob": float(log_prob),
         }
+
+    def _step(self, key: str, direction: np.ndarray) -> None:
+        """One ascent step on one hyperparameter's parameters along `direction`."""
+        entry = self.entries[key]
+        entry.t += 1
+        if self.optimizer == "adam":
+            beta1, beta2 = _ADAM_BETAS
+            entry.m = beta1 * entry.m + (1 - beta1) * direction
+            entry.v = beta2 * entry.v + (1 - beta2) * direction**2
+            m_hat = entry.m / (1 - beta1**entry.t)
+            v_hat = entry.v / (1 - beta2**entry.t)
+            entry.params = entry.params + self.learning_rate * m_hat / (np.sqrt(v_hat) + _ADAM_EPS)
+        else:
+            if not entry.categorical:
+                # Natural gradient: the Gaussian's Fisher matrix in (mean, log_std) is
+                # diag(1/std**2, 2), so steps scale with std instead of 1/std.
+                direction = direction * np.array([math.exp(2 * entry.params[1]), 0.5])
+            entry.params = entry.params + self.learning_rate * direction
+        if not entry.categorical:
+            # Project back: the mean stays on the unit interval, the std within bounds.
+            entry.params[0] = min(max(entry.params[0], 0.0), 1.0)
+            entry.params[1] = min(max(entry.params[1], math.log(MIN_STD)), math.log(MAX_STD))
+
+    def reinforce_batch(
+        self,
+        batch: list[tuple[dict[str, dict[str, Any]], float, float]],
+        clip: float = 0.2,
+        epochs: int = 1,
+    ) -> dict[str, float]:
+        """A PPO-style clipped step on several past actions, reused off-policy.
+
+        Each action was drawn from an earlier policy `mu`; the ratio `rho = pi(a) / mu(a)`
+        corrects for that. The clipped surrogate `min(rho A, clip(rho, 1 - c, 1 + c) A)`
+        has gradient `rho A grad log pi(a)`, or zero once `rho` has left `[1 - c, 1 + c]` in
+        the direction the advantage pushes it, so reused actions cannot drag the policy far
+        from where they were drawn. The gradient is summed over the batch (each action
+        counts as in a single REINFORCE step) and divided by `sqrt(len(batch))`: the step
+        grows with the evidence but more slowly than a plain sum, which would overshoot.
+
+        Args:
+            batch: `(action, behaviour_log_prob, advantage)` triples; advantages should be
+                centred (e.g. centred ranks within the batch).
+            clip: The clipping range `c` (> 0).
+            epochs: Gradient steps taken on the batch.
+
+        Returns:
+            `{"clipped": fraction of (action, epoch) terms clipped, "n": len(batch)}`.
+        """
+        if not batch:
+            return {"clipped": 0.0, "n": 0}
+        keys = sorted({key for action, _, _ in batch for key in action})
+        scale = 1.0 / math.sqrt(len(batch))
+        clipped = 0
+        for _ in range(epochs):
+            directions = {key: np.zeros_like(self.entries[key].params) for key in keys}
+            for action, behaviour, advantage in batch:
+                ratio = math.exp(min(self.log_prob(action) - behaviour, 50.0))
+                if (advantage > 0 and ratio > 1 + clip) or (advantage < 0 and ratio < 1 - clip):
+                    clipped += 1
+                    continue
+                for key, grad in self.grad_log_prob(action).items():
+                    directions[key] += scale * ratio * advantage * grad
+            grad_h = self.grad_entropy(keys)
+            for key in keys:
+                self._step(key, directions[key] + self.entropy_coef * grad_h[key])
+        return {"clipped": clipped / (len(batch) * epochs), "n": len(batch)}
 
     # ----------------------------------------------------------------------------- reading
     def probabilities(self) -> dict[str, np.ndarray]:

@@ -123,6 +123,13 @@ def test_centred_rank_puts_penalties_last():
         ({"optimizer": "rmsprop"}, "optimizer must be one of"),
         ({"seed": 1.5}, "seed must be an int or None"),
         ({"max_consecutive_failed_trials": 0}, "or None to never stop"),
+        ({"rungs": (3, 1)}, "strictly increasing positive ints"),
+        ({"rungs": (3,)}, "at least two"),
+        ({"rungs": "1,3"}, "rungs must be a sequence of ints"),
+        ({"rungs": (1, 3), "reduction_factor": 1}, "reduction_factor must be an int >= 2"),
+        ({"replay": -1}, "replay must be an int >= 0"),
+        ({"replay": 4, "replay_clip": 0.0}, "replay_clip must be a finite number > 0"),
+        ({"replay": 4, "replay_epochs": 0}, "replay_epochs must be a positive int"),
     ],
 )
 def test_bad_arguments_raise_clear_errors(kwargs, match):
@@ -305,3 +312,108 @@ def test_distributed_chief_and_two_workers(tmp_path):
     assert result["updates"] == max_trials == _completed(tmp_path / "dist" / "synthetic")
     assert sorted(result["end_order"]) == [f"{i:02d}" for i in range(max_trials)]  # each once
     assert set(result["statuses"].values()) == {"COMPLETED"}
+
+
+# ------------------------------------------------------------------------------ replay
+def test_replay_step_is_reinforce_on_policy_and_clips_off_policy():
+    space = hs.space()
+    plain, batched = HyperparameterPolicy(entropy_coef=0.0), HyperparameterPolicy(entropy_coef=0.0)
+    _, action = plain.sample(space, np.random.default_rng(0))
+    batched.sample(space, np.random.default_rng(0))
+    # One on-policy action (ratio 1), baseline 0: the same step as REINFORCE.
+    plain.reinforce(action, 0.7)
+    batched.reinforce_batch([(action, batched.log_prob(action), 0.7)], clip=0.2)
+    for key, params in plain.parameters().items():
+        np.testing.assert_allclose(batched.parameters()[key], params, rtol=0, atol=1e-12)
+    # Drawn when the action was 10x less likely than now: its ratio is clipped, no step.
+    before = batched.parameters()
+    info = batched.reinforce_batch([(action, batched.log_prob(action) - math.log(10), 1.0)])
+    assert info == {"clipped": 1.0, "n": 1} and batched.parameters() == before
+    # A negative advantage on a still-likely action is not clipped: it moves away.
+    p_before = batched.probabilities()["opt"][action["opt"]["index"]]
+    batched.reinforce_batch([(action, batched.log_prob(action), -1.0)])
+    assert batched.probabilities()["opt"][action["opt"]["index"]] < p_before
+
+
+def _drive(oracle: ReinforceOracle, n: int, tmp_path: Path) -> None:
+    """Run `n` evaluations through the Oracle API; the score grows with tuner/epochs."""
+    oracle.verbose = 0
+    oracle._set_project_dir(str(tmp_path), "api")
+    for _ in range(n):
+        trial = oracle.create_trial("tester")
+        values = trial.hyperparameters.values
+        score = hs.synthetic_score(values, trial.trial_id, 0) + values.get("tuner/epochs", 0)
+        oracle.update_trial(trial.trial_id, {"score": score})
+        trial.status = "COMPLETED"
+        oracle.end_trial(trial)
+
+
+def test_replay_oracle_learns_and_resumes(tmp_path):
+    oracle = ReinforceOracle(objective=keras_tuner.Objective("score", "max"), max_trials=61,
+                             hyperparameters=hs.space(), seed=0, replay=16)
+    _drive(oracle, 60, tmp_path)
+    probs = oracle.policy_summary()["opt"]
+    assert oracle.updates == 60 and max(probs, key=probs.get) == hs.BEST_CHOICE, probs
+    state = json.loads(json.dumps(oracle.get_state()))
+    twin = ReinforceOracle(objective=keras_tuner.Objective("score", "max"), max_trials=61)
+    twin.set_state(state)
+    assert twin.replay == 16 and twin.policy_parameters() == oracle.policy_parameters()
+    assert twin.populate_space("60") == oracle.populate_space("60")
+
+
+# ------------------------------------------------------------------------------ rungs
+def test_rungs_promote_the_top_third_and_learn_per_rung(tmp_path):
+    oracle = ReinforceOracle(objective=keras_tuner.Objective("score", "max"), max_trials=41,
+                             hyperparameters=hs.space(), seed=5, rungs=(1, 3))
+    _drive(oracle, 40, tmp_path)
+    trials = [oracle.trials[t] for t in oracle.end_order]
+    assert oracle.updates == 40 and all(t.status == "COMPLETED" for t in trials)
+    promoted = [t for t in trials if "tuner/trial_id" in t.hyperparameters.values]
+    assert len(promoted) >= 8, len(promoted)
+    parents = [t.hyperparameters.values["tuner/trial_id"] for t in promoted]
+    assert len(set(parents)) == len(parents)  # each evaluation continued at most once
+    for trial in trials:
+        values = trial.hyperparameters.values
+        if trial in promoted:
+            parent = oracle.trials[values["tuner/trial_id"]]
+            assert (values["tuner/epochs"], values["tuner/initial_epoch"]) == (3, 1)
+            assert {k: v for k, v in values.items() if not k.startswith("tuner/")} == {
+                k: v for k, v in parent.hyperparameters.values.items()
+                if not k.startswith("tuner/")}
+            # The parent was in the top third of the rung-0 evaluations ended before.
+            earlier = [t.score for t in trials if int(t.trial_id) < int(trial.trial_id)
+                       and t.hyperparameters.values["tuner/epochs"] == 1]
+            assert sorted(earlier, reverse=True).index(parent.score) < len(earlier) // 3
+            assert oracle.rewards[trial.trial_id]["rung"] == 1
+        else:
+            assert (values["tuner/epochs"], values["tuner/initial_epoch"]) == (1, 0)
+    # Ranked within its rung: a promoted evaluation (+3) is not automatically the best.
+    assert min(oracle.rewards[t.trial_id]["utility"] for t in promoted) < 0
+    state = json.loads(json.dumps(oracle.get_state()))
+    twin = ReinforceOracle(objective=keras_tuner.Objective("score", "max"), max_trials=41)
+    twin.set_state(state)
+    twin.trials = oracle.trials  # keras-tuner restores these from trial.json files
+    assert twin.populate_space("40") == oracle.populate_space("40")
+
+
+def test_state_saved_before_rungs_and_replay_still_loads(tmp_path):
+    oracle = ReinforceOracle(objective=keras_tuner.Objective("score", "max"), max_trials=9,
+                             hyperparameters=hs.space(), seed=1)
+    _drive(oracle, 4, tmp_path)
+    state = json.loads(json.dumps(oracle.get_state()))
+    ours = state["reinforce"]
+    for key in ("experience", "promoted", "rungs", "reduction_factor", "replay", "replay_clip",
+                "replay_epochs"):
+        del ours[key]
+    ours["reward_history"] = [entry[:2] for entry in ours["reward_history"]]
+    for pending in ours["pending"].values():
+        pending.pop("log_prob", None)
+        pending.pop("rung", None)
+    old = ReinforceOracle(objective=keras_tuner.Objective("score", "max"), max_trials=9)
+    old.set_state(state)
+    assert old.rungs is None and old.replay == 0
+    old._set_project_dir(str(tmp_path), "old")
+    old.trials = oracle.trials
+    old._tried_so_far = set(oracle._tried_so_far)
+    _drive(old, 3, tmp_path / "more")
+    assert old.updates == 7
