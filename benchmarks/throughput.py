@@ -5,7 +5,8 @@ images with the same optimizers, through the same `fit` loop, in the same proces
 
     python benchmarks/throughput.py --data ../shared/data/mnist --steps 300
 
-Prints a markdown table of steps/s (median of --repeats timed runs after a warm-up).
+Prints a markdown table of steps/s: the median of --repeats timed runs after a warm-up, the
+variants taking turns so that the machine's speed drifts hit them alike.
 """
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ class PlainGAN(keras.Model):
         return {"d_loss": self.d_loss_tracker.result(), "g_loss": self.g_loss_tracker.result()}
 
 
-def steps_per_second(variant: str, dataset: tf.data.Dataset, steps: int, repeats: int) -> float:
+def build(variant: str, dataset: tf.data.Dataset) -> tuple[keras.Model, tf.data.Dataset]:
+    """A compiled, warmed-up model for one variant (traced, so timing excludes compilation)."""
     keras.utils.set_random_seed(0)
     generator, discriminator = architectures.seed_mlp(data_shape=(784,))
 
@@ -78,35 +80,42 @@ def steps_per_second(variant: str, dataset: tf.data.Dataset, steps: int, repeats
         model = GAN(generator, discriminator, seed=0)
         model.compile(adam(), adam(), jit_compile=variant == "GAN (XLA, default)")
     stream = dataset.repeat()
-    model.fit(stream, steps_per_epoch=20, epochs=1, verbose=0)  # trace and warm up
-    rates = []
+    model.fit(stream, steps_per_epoch=20, epochs=1, verbose=0, shuffle=False)
+    return model, stream
+
+
+def rates(variants: list[str], dataset: tf.data.Dataset, steps: int, repeats: int) -> dict:
+    """Median steps/s per variant; the variants take turns, so drifts in machine speed hit
+    all of them alike."""
+    built = {v: build(v, dataset) for v in variants}
+    timings: dict[str, list[float]] = {v: [] for v in variants}
     for _ in range(repeats):
-        start = time.perf_counter()
-        model.fit(stream, steps_per_epoch=steps, epochs=1, verbose=0)
-        rates.append(steps / (time.perf_counter() - start))
-    return statistics.median(rates)
+        for variant, (model, stream) in built.items():
+            start = time.perf_counter()
+            model.fit(stream, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
+            timings[variant].append(steps / (time.perf_counter() - start))
+    return {v: statistics.median(t) for v, t in timings.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="digits")
-    parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--batch-sizes", default="64,256")
     args = parser.parse_args()
     variants = ["plain", "GAN (no XLA)", "GAN (XLA, default)"]
     rows = []
     for batch_size in [int(b) for b in args.batch_sizes.split(",")]:
         dataset, info = data.load(args.data, batch_size=batch_size, seed=0, shape=(784,))
-        rates = {v: steps_per_second(v, dataset, args.steps, args.repeats) for v in variants}
-        rows.append((batch_size, rates))
+        rows.append((batch_size, rates(variants, dataset, args.steps, args.repeats)))
     print(f"Data: {info.name} ({info.size} images); {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cores, TF {tf.__version__}, Keras {keras.__version__}\n")
     print("| batch | " + " | ".join(f"{v} steps/s" for v in variants) + " | GAN / plain |")
     print("|---|" + "---|" * (len(variants) + 1))
-    for batch_size, rates in rows:
-        cells = " | ".join(f"{rates[v]:.1f}" for v in variants)
-        speedup = rates["GAN (XLA, default)"] / rates["plain"]
+    for batch_size, measured in rows:
+        cells = " | ".join(f"{measured[v]:.1f}" for v in variants)
+        speedup = measured["GAN (XLA, default)"] / measured["plain"]
         print(f"| {batch_size} | {cells} | {speedup:.2f}x |")
 
 

@@ -26,7 +26,7 @@ from rlhf_keras import feature_net as fnet
 
 # Samples used by `quality` when `n` is not given. 2,000 images keep one evaluation at ~1 s; the
 # resulting FID's noise floor (coefficient of variation over evaluation seeds) is measured by
-# benchmarks/fid_speed.py and recorded in benchmarks/RESULTS_metrics.md.
+# benchmarks/fid_speed.py and recorded in benchmarks/RESULTS.md.
 DEFAULT_IMAGE_SAMPLES = 2000
 DEFAULT_POINT_SAMPLES = 2500
 MIXTURES = ("ring8", "grid25")
@@ -612,7 +612,7 @@ def quality(gan: Any, data: Any, n: int | None = None, seed: int = 0,
       FID on 2,000 samples is biased upwards compared with 10,000 and carries evaluation
       noise: two disjoint sets of 2,000 real MNIST images score 1.7 +- 0.2, and one GAN's FID
       varies by ~0.75% (coefficient of variation) across evaluation seeds
-      (benchmarks/RESULTS_metrics.md). Compare trials at the same `n` and `seed`.
+      (benchmarks/RESULTS.md). Compare trials at the same `n` and `seed`.
     * 2-D mixtures: `mode_metrics` plus `score = modes + high_quality / 100`, so capturing one
       more mode always beats any gain in sample quality, and quality breaks ties (n = 2,500).
 
