@@ -288,6 +288,14 @@ class GANTuner(keras_tuner.Tuner):
         self.hypermodel.trial_seed = self.hypermodel.seed + _trial_index(trial.trial_id)
         self.hypermodel.trial_id = trial.trial_id
         gan = self._try_build(hp)
+        if "tuner/epochs" in hp.values:
+            # Multi-fidelity (ReinforceOracle(rungs=...)): train from tuner/initial_epoch to
+            # tuner/epochs, continuing the parent trial's weights when there is one.
+            kwargs["epochs"] = int(hp.values["tuner/epochs"])
+            kwargs["initial_epoch"] = int(hp.values["tuner/initial_epoch"])
+            parent = hp.values.get("tuner/trial_id")
+            if parent is not None:
+                gan.load_weights(self._get_checkpoint_fname(parent))
         log_dir = Path(self.project_dir) / "logs" / f"trial_{trial.trial_id}"
         callbacks = [
             *kwargs.pop("callbacks", []),
@@ -346,7 +354,11 @@ class GANTuner(keras_tuner.Tuner):
         row = {
             "trial_id": trial_id,
             "status": str(trial.status),
-            "values": {k: _native(v) for k, v in trial.hyperparameters.values.items()},
+            "values": {
+                k: _native(v)
+                for k, v in trial.hyperparameters.values.items()
+                if not k.startswith("tuner/")  # multi-fidelity bookkeeping, not a choice
+            },
             "score": _native(trial.score),
             "reward": _native(reward.get("reward")),
             "seconds": None if seconds is None else round(seconds, 2),
@@ -648,6 +660,12 @@ class RLHF:
         self.overwrite = overwrite
         self.seed = 0 if seed is None else int(seed)
         self.verbose = verbose
+        rungs = oracle_kwargs.get("rungs")
+        if rungs is not None and (not rungs or int(list(rungs)[-1]) != epochs_per_trial):
+            raise ValueError(
+                f"rungs={rungs!r} must end at epochs_per_trial={epochs_per_trial}: the last rung "
+                f"is a full trial, e.g. rungs=(1, {epochs_per_trial})."
+            )
         self.oracle_kwargs = oracle_kwargs
         # Printed after a Ctrl-C; the CLI sets its own command line here.
         self.resume_command: str | None = None
@@ -771,6 +789,8 @@ class RLHF:
             "search_space": sorted(entry.name for entry in self.search_space.space),
             "epochs_per_trial": self.epochs_per_trial,
         }
+        if self.oracle_kwargs.get("rungs") is not None:
+            fingerprint["rungs"] = [int(r) for r in self.oracle_kwargs["rungs"]]
         path = self.project_dir / SEARCH_FILE
         self._check_writable()
         if self.overwrite and self.project_dir.exists():

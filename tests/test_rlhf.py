@@ -195,3 +195,28 @@ def test_data_the_generator_cannot_produce_fails_before_any_trial(tmp_path):
 def test_snippet_constant_matches_the_article():
     text = textwrap.dedent(ARTICLE_SNIPPET)
     assert "rlhf = RLHF()" in text and "rlhf.finetune(gan)" in text
+
+
+def test_rungs_continue_promising_trials_from_their_weights(tmp_path):
+    """Multi-fidelity: rung-1 trials train 1 epoch; promoted ones continue to epochs_per_trial."""
+    rlhf = RLHF(search_space=small_space(), max_trials=5, epochs_per_trial=2, batch_size=512,
+                data="ring8", directory=tmp_path, seed=0, verbose=0, rungs=(1, 2),
+                reduction_factor=2)
+    rlhf.finetune(ring_gan())
+    trials = rlhf.oracle.trials
+    continued = [t for t in trials.values() if "tuner/trial_id" in t.hyperparameters.values]
+    assert continued, "no trial was promoted to the second rung"
+    for trial in continued:
+        parent = trials[trial.hyperparameters.values["tuner/trial_id"]]
+        assert trial.hyperparameters.values["tuner/initial_epoch"] == 1
+        assert trial.metrics.get_last_value("epochs_trained") == 1  # epoch 2 only
+        shared = {k: v for k, v in parent.hyperparameters.values.items() if "/" not in k}
+        assert {k: trial.hyperparameters.values[k] for k in shared} == shared
+    rows = rlhf.results
+    assert len(rows) == 5 and all(not any("/" in k for k in row["values"]) for row in rows)
+    assert json.loads((tmp_path / "rlhf" / "search.json").read_text())["rungs"] == [1, 2]
+
+
+def test_rungs_must_end_at_a_full_trial():
+    with pytest.raises(ValueError, match=r"must end at epochs_per_trial=3.*rungs=\(1, 3\)"):
+        RLHF(epochs_per_trial=3, rungs=(1, 2))
