@@ -112,6 +112,7 @@ def train(args: argparse.Namespace) -> int:
 
     from rlhf_keras import architectures, data
     from rlhf_keras.gan import GAN
+    from rlhf_keras.metrics import quality
 
     keras.utils.set_random_seed(args.seed)
     # Load first: a wrong source fails here, before any model is built.
@@ -167,12 +168,6 @@ def _print_metrics(values: dict[str, float]) -> None:
     for name, value in values.items():
         print(f"{name:<{width}}  {value:>12.4f}")
     print("-" * (width + 14))
-
-
-def quality(gan: Any, source: Any, **kwargs: Any) -> dict[str, float]:
-    from rlhf_keras.metrics import quality as measure
-
-    return measure(gan, source, **kwargs)
 
 
 def finetune(args: argparse.Namespace) -> int:
