@@ -11,7 +11,10 @@ As a script it runs one search and writes the oracle's outcome to `--out` (JSON)
         [--stall-at 5 --marker stalled.txt]
 
 `--stall-at K` makes the trial with id K write `--marker` and sleep (so a test can kill the
-process mid-trial), unless the marker already exists. In keras-tuner's distributed mode (the
+process mid-trial), unless the marker already exists. `--rendezvous DIR --tuners N` makes each
+tuner's first trial wait until N tuners have started one: keras-tuner's chief exits as soon as
+every tuner it has *heard of* is done, so a worker slower to start than the others needs a
+whole search would otherwise find no chief. In keras-tuner's distributed mode (the
 KERASTUNER_* environment variables) the chief serves the oracle and writes `--out` when all
 trials are done; workers only run trials.
 """
@@ -68,11 +71,26 @@ class SyntheticTuner(keras_tuner.engine.base_tuner.BaseTuner):
     """
 
     def __init__(self, noise_seed: int = 0, stall_at: int | None = None,
-                 marker: str | None = None, **kwargs):
+                 marker: str | None = None, rendezvous: str | None = None,
+                 tuners: int = 1, **kwargs):
         super().__init__(**kwargs)
         self.noise_seed = noise_seed
         self.stall_at = stall_at
         self.marker = marker
+        self.rendezvous = rendezvous
+        self.tuners = tuners
+
+    def _meet_the_other_tuners(self, timeout: float = 240.0) -> None:
+        """Wait until `tuners` tuners have each started a trial (files in `rendezvous`)."""
+        folder = Path(self.rendezvous)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / str(self.tuner_id)).touch()
+        deadline = time.monotonic() + timeout
+        while len(list(folder.iterdir())) < self.tuners:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"only {sorted(p.name for p in folder.iterdir())} of "
+                                   f"{self.tuners} tuners started within {timeout:.0f} s")
+            time.sleep(0.1)
 
     def run_trial(self, trial, *args, **kwargs):
         hp = trial.hyperparameters
@@ -81,6 +99,8 @@ class SyntheticTuner(keras_tuner.engine.base_tuner.BaseTuner):
             "lr": hp.Float("lr", 1e-4, 1e-1, sampling="log", default=1e-3),
             "units": hp.Int("units", 1, 100),
         }
+        if self.rendezvous is not None:
+            self._meet_the_other_tuners()
         if self.stall_at is not None and int(trial.trial_id) == self.stall_at:
             if not os.path.exists(self.marker):
                 Path(self.marker).write_text(trial.trial_id)
@@ -120,9 +140,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default=None)
     parser.add_argument("--stall-at", type=int, default=None)
     parser.add_argument("--marker", default=None)
+    parser.add_argument("--rendezvous", default=None)
+    parser.add_argument("--tuners", type=int, default=1)
     args = parser.parse_args(argv)
-    tuner = make_tuner(args.dir, args.seed, args.max_trials,
-                       stall_at=args.stall_at, marker=args.marker)
+    tuner = make_tuner(args.dir, args.seed, args.max_trials, stall_at=args.stall_at,
+                       marker=args.marker, rendezvous=args.rendezvous, tuners=args.tuners)
     tuner.search(verbose=0)
     # Workers hold an OracleClient; only the chief (or a lone tuner) has the real oracle.
     if args.out and isinstance(tuner.oracle, ReinforceOracle):

@@ -237,10 +237,13 @@ def test_a_killed_distributed_worker_is_restarted_and_its_trial_rerun(tmp_path):
     procs: list[subprocess.Popen] = []
     try:
         chief = hc.start(args, **dist("chief"))
-        worker0 = hc.start(args, **dist("tuner0"))
         worker1 = hc.start(args, **dist("tuner1", **hc.paused("trial", marker)))
-        procs += [chief, worker0, worker1]
-        hc.wait_for(marker.exists, 240, "worker tuner1 to start a trial", (chief, worker0))
+        procs += [chief, worker1]
+        # tuner1 holds a trial before tuner0 starts: had tuner0 finished every trial first,
+        # keras-tuner's chief would have exited without ever hearing of tuner1.
+        hc.wait_for(marker.exists, 240, "worker tuner1 to start a trial", (chief, worker1))
+        worker0 = hc.start(args, **dist("tuner0"))
+        procs.append(worker0)
         lost = marker.read_text().split()[1]
         # The oracle service listens on the address given (127.0.0.1), not on every interface.
         assert _listening_addresses(int(port)) == {"127.0.0.1"}

@@ -289,8 +289,10 @@ def _free_port() -> int:
 def test_distributed_chief_and_two_workers(tmp_path):
     max_trials, out = 10, tmp_path / "chief.json"
     port = str(_free_port())
+    # Both workers' first trials wait for each other, so neither can miss the whole search.
     base = [sys.executable, str(HELPER), "--dir", str(tmp_path / "dist"), "--seed", "2",
-            "--max-trials", str(max_trials)]
+            "--max-trials", str(max_trials), "--rendezvous", str(tmp_path / "started"),
+            "--tuners", "2"]
     procs = []
     try:
         for tuner_id in ("chief", "tuner0", "tuner1"):
@@ -312,6 +314,7 @@ def test_distributed_chief_and_two_workers(tmp_path):
     assert result["updates"] == max_trials == _completed(tmp_path / "dist" / "synthetic")
     assert sorted(result["end_order"]) == [f"{i:02d}" for i in range(max_trials)]  # each once
     assert set(result["statuses"].values()) == {"COMPLETED"}
+    assert sorted(p.name for p in (tmp_path / "started").iterdir()) == ["tuner0", "tuner1"]
 
 
 # ------------------------------------------------------------------------------ replay
