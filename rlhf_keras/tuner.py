@@ -284,6 +284,12 @@ class GANTuner(keras_tuner.Tuner):
         _atomic_write_json(Path(self._get_tuner_fname()), self.get_state())
 
     def run_trial(self, trial: keras_tuner.engine.trial.Trial, *args: Any, **kwargs: Any) -> Any:
+        with released_gradient_functions():
+            return self._train_and_keep_best(trial, *args, **kwargs)
+
+    def _train_and_keep_best(
+        self, trial: keras_tuner.engine.trial.Trial, *args: Any, **kwargs: Any
+    ) -> dict[str, float]:
         hp = trial.hyperparameters
         self.hypermodel.trial_seed = self.hypermodel.seed + _trial_index(trial.trial_id)
         self.hypermodel.trial_id = trial.trial_id
@@ -412,6 +418,34 @@ class GANTuner(keras_tuner.Tuner):
         for trial_id in self.oracle.end_order:
             if trial_id not in recorded:
                 self._record(trial_id, None)  # its duration was lost with the process
+
+
+@contextlib.contextmanager
+def released_gradient_functions() -> Iterator[None]:
+    """Forgets the gradient functions registered while the block ran, once it is over.
+
+    Each trace of a Keras train step goes through `tf.custom_gradient`, which in graph mode
+    registers its gradient function under a fresh name ("CustomGradient-<n>") in TensorFlow's
+    process-wide gradient registry and never removes it. That function's closure holds the
+    traced train-step graph, so without this every finished trial would keep its graph alive
+    for the life of the process (a few MiB a trial: the memory growth of long searches).
+    Safe once the block's models are done training: a registered gradient is only looked up
+    while a gradient is being traced. Does nothing if TensorFlow's internals differ.
+    """
+    try:
+        from tensorflow.python.framework import ops as tf_ops
+
+        registry = tf_ops._gradient_registry._registry  # private; there is no public way
+        before = set(registry)
+    except (ImportError, AttributeError, TypeError):
+        registry, before = None, set()
+    try:
+        yield
+    finally:
+        if isinstance(registry, dict):
+            for name in set(registry) - before:
+                if name.startswith("CustomGradient-"):
+                    registry.pop(name, None)
 
 
 def serve_oracle(oracle: keras_tuner.Oracle, poll_s: float = 0.5) -> None:

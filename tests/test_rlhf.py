@@ -134,6 +134,27 @@ def test_a_different_search_in_the_same_folder_is_refused(ring_search):
     assert sorted(p.name for p in (directory / "rlhf").iterdir()) == listing
 
 
+def _train_step_graphs() -> int:
+    import gc
+
+    from tensorflow.python.framework import func_graph
+
+    gc.collect()
+    return sum(1 for o in gc.get_objects()
+               if isinstance(o, func_graph.FuncGraph) and o.name == "one_step_on_data")
+
+
+def test_finished_trials_release_their_train_step_graphs(tmp_path):
+    # Without the release, TensorFlow's gradient registry keeps each trial's traced train step.
+    before = _train_step_graphs()
+    rlhf = RLHF(search_space=small_space(), max_trials=3, epochs_per_trial=1, batch_size=1024,
+                data="ring8", directory=tmp_path, seed=0, verbose=0)
+    best = rlhf.finetune(ring_gan())
+    assert len(rlhf.results) == 3
+    assert _train_step_graphs() == before
+    del best
+
+
 def test_a_diverging_trial_is_penalised_and_the_search_completes(tmp_path):
     hp = keras_tuner.HyperParameters()
     hp.Choice("g_lr", [1e-3, 1e10])  # 1e10 blows the generator up at once
