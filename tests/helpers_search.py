@@ -13,7 +13,7 @@ As a script it runs one search and writes the oracle's outcome to `--out` (JSON)
 `--stall-at K` makes the trial with id K write `--marker` and sleep (so a test can kill the
 process mid-trial), unless the marker already exists. `--rendezvous DIR --tuners N` makes each
 tuner's first trial wait until N tuners have started one: keras-tuner's chief exits as soon as
-every tuner it has *heard of* is done, so a worker slower to start than the others needs a
+every tuner it has *heard of* is done, so a worker that starts after the others have run the
 whole search would otherwise find no chief. In keras-tuner's distributed mode (the
 KERASTUNER_* environment variables) the chief serves the oracle and writes `--out` when all
 trials are done; workers only run trials.

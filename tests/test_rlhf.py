@@ -149,10 +149,9 @@ def test_finished_trials_release_their_train_step_graphs(tmp_path):
     before = _train_step_graphs()
     rlhf = RLHF(search_space=small_space(), max_trials=3, epochs_per_trial=1, batch_size=1024,
                 data="ring8", directory=tmp_path, seed=0, verbose=0)
-    best = rlhf.finetune(ring_gan())
+    rlhf.finetune(ring_gan())
     assert len(rlhf.results) == 3
     assert _train_step_graphs() == before
-    del best
 
 
 def test_a_diverging_trial_is_penalised_and_the_search_completes(tmp_path):
