@@ -7,8 +7,10 @@ shuffled, batched `tf.data.Dataset` ready for `GAN.fit`.
 
 Sources, by what `source` is:
 
-* `None`: MNIST from TFDS when it is prepared locally or downloadable, else `"digits"` (with a
-  warning saying so).
+* `None` or `"mnist"`: MNIST from TFDS when it is prepared locally (60,000 train / 10,000 test
+  images), else the MNIST test split shipped inside the package (10,000 images and labels, IDX
+  files read through `importlib.resources`; see `rlhf_keras/datasets/mnist/NOTICE.md`). Never
+  downloads, so it works offline.
 * `"digits"`: scikit-learn's bundled 1,797 8x8 digits, upsampled to 20x20 and centred in 28x28
   the way MNIST centres its digits. Works anywhere, no download.
 * `"ring8"`, `"grid25"`: the 2-D mode-collapse benchmarks of PacGAN (8 Gaussians on the unit
@@ -16,10 +18,10 @@ Sources, by what `source` is:
 * A folder of MNIST-layout IDX files (`train-images-idx3-ubyte[.gz]`, `t10k-labels-...`).
 * A `.npz` file in keras's `mnist.npz` layout (`x_train`, `y_train`, `x_test`, `y_test`) or with
   plain `x` (and optionally `y`).
-* Any other name: a TFDS image dataset (`"mnist"`, `"fashion_mnist"`, `"cifar10"`, ...).
+* Any other name: a TFDS image dataset (`"fashion_mnist"`, `"cifar10"`, ...).
 
-Sources that hold a single split (`"digits"`, a folder with only `t10k-*` files, an `.npz` with
-only `x`) return that split whatever `split` asks for.
+Sources that hold a single split (`"digits"`, the embedded `"mnist"`, a folder with only
+`t10k-*` files, an `.npz` with only `x`) return that split whatever `split` asks for.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import math
 import os
 import socket
 import threading
-import warnings
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +48,7 @@ __all__ = [
     "mixture_modes",
 ]
 
-SOURCES = ("digits", "ring8", "grid25")
+SOURCES = ("mnist", "digits", "ring8", "grid25")
 SPLITS = ("train", "test")
 
 # Samples drawn for the 2-D mixtures: plenty to estimate mode coverage, cheap to hold.
@@ -60,6 +62,8 @@ _IDX_IMAGES_MAGIC = 2051
 _IDX_LABELS_MAGIC = 2049
 # IDX files name their split with these prefixes (MNIST writes "t10k" for the test split).
 _IDX_PREFIXES = {"train": ("train",), "test": ("t10k", "test")}
+# The MNIST test split shipped as package data (rlhf_keras/datasets/mnist/).
+_EMBEDDED_MNIST = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 
 # TFDS fetches prepared datasets from Google Cloud Storage; no DNS for it means no download.
 _TFDS_HOST = "storage.googleapis.com"
@@ -67,7 +71,8 @@ _OFFLINE_ENV = "RLHF_KERAS_OFFLINE"
 _PROBE_TIMEOUT_S = 2.0
 
 _ALTERNATIVES = (
-    "'digits' (embedded 28x28 digits, no download), a folder of MNIST IDX files "
+    "'mnist' (the embedded MNIST test split, no download), 'digits' (scikit-learn's 8x8 "
+    "digits in 28x28), a folder of MNIST IDX files "
     "(e.g. ../shared/data/mnist), a .npz file with x_train/y_train or x/y arrays, "
     "or the 2-D sets 'ring8'/'grid25'"
 )
@@ -82,7 +87,8 @@ class DataInfo:
     """What a source holds.
 
     Attributes:
-        name: The source: `"digits"`, `"ring8"`, `"mnist"`, or the folder/file path.
+        name: The source: `"mnist"` (TFDS or the embedded copy; `size` tells them apart),
+            `"digits"`, `"ring8"`, a TFDS name, or the folder/file path.
         shape: Per-sample shape as yielded, e.g. `(28, 28, 1)` for images, `(2,)` for points.
         size: Number of examples in the split.
         has_labels: Whether labels come with the samples.
@@ -113,7 +119,7 @@ def load_arrays(
     free. The returned arrays are read-only views of that cache; copy them before editing.
 
     Args:
-        source: `None`, an embedded name (`SOURCES`), a TFDS image dataset name, a folder of
+        source: `None` (MNIST), an embedded name (`SOURCES`), a TFDS image dataset name, a folder of
             IDX files, or a `.npz` file. See the module docstring.
         split: `"train"` or `"test"` (TFDS also accepts its slicing syntax, e.g.
             `"train[:10%]"`). Single-split sources ignore it.
@@ -137,7 +143,7 @@ def load_arrays(
         raise DataError(f"seed must be an integer or None, got {seed!r}.")
     key = _resolve(source, split)
     # Only the mixtures are drawn at random; other sources share one cache entry for all seeds.
-    drawn = key.kind == "embedded" and key.name != "digits"
+    drawn = key.kind == "embedded" and key.name in ("ring8", "grid25")
     x, y, info = _load_cached(key, split, (0 if seed is None else int(seed)) if drawn else None)
     if shape is not None and shape != info.shape:
         x, info = _reshape(x, info, shape)
@@ -265,16 +271,21 @@ def _file_stamp(paths: list[Path]) -> tuple:
 def _resolve(source: str | os.PathLike | None, split: str) -> _Key:
     """Works out what kind of source was asked for, before any expensive work."""
     if source is None:
-        return _default_source()
+        source = "mnist"
     if not isinstance(source, (str, os.PathLike)):
         raise DataError(
             f"source must be a name or a path, got {type(source).__name__}. "
             f"Valid choices: {_choices()}."
         )
     text = os.fspath(source)
+    if text == "mnist" and _tfds_prepared("mnist"):
+        return _Key("tfds", "mnist")  # the full 60,000/10,000 splits, with TFDS slicing
     if text in SOURCES:
         if split not in SPLITS:
-            raise DataError(f"split must be 'train' or 'test' for {text!r}, got {split!r}.")
+            raise DataError(
+                f"split must be 'train' or 'test' for {text!r}, got {split!r} (slicing such as "
+                "'train[:10%]' needs a TFDS dataset prepared on this machine)."
+            )
         return _Key("embedded", text)
     path = Path(text).expanduser()
     if path.is_dir():
@@ -304,20 +315,17 @@ def _choices() -> str:
     )
 
 
-def _default_source() -> _Key:
-    """MNIST from TFDS where it can be had, else the embedded digits."""
-    try:
-        return _tfds_key("mnist")
-    except DataError:
-        warnings.warn(
-            "MNIST from TFDS is not prepared locally and cannot be downloaded (offline); "
-            "using the embedded 'digits' (1,797 28x28 digits) instead.",
-            stacklevel=3,
-        )
-        return _Key("embedded", "digits")
-
-
 # --------------------------------------------------------------------------- TFDS
+
+
+def _tfds_prepared(name: str) -> bool:
+    """Whether TFDS has `name` prepared on this machine; never touches the network."""
+    try:
+        import tensorflow_datasets as tfds
+
+        return bool(tfds.builder(name).is_prepared())
+    except Exception:  # noqa: BLE001 - a broken TFDS install just means "not prepared"
+        return False
 
 
 def _offline() -> bool:
@@ -406,6 +414,8 @@ def _load_cached(
 ) -> tuple[np.ndarray, np.ndarray | None, DataInfo]:
     if key.kind == "embedded" and key.name == "digits":
         x, y, info = _load_digits()
+    elif key.kind == "embedded" and key.name == "mnist":
+        x, y, info = _load_embedded_mnist()
     elif key.kind == "embedded":
         x, y, info = _load_mixture(key.name, split, seed or 0)
     elif key.kind == "idx":
@@ -449,6 +459,26 @@ def _load_digits() -> tuple[np.ndarray, np.ndarray, DataInfo]:
     x = (np.clip(big, 0.0, 1.0) * 2.0 - 1.0).astype(np.float32)
     y = bunch.target.astype(np.int32)
     return x, y, _image_info("digits", x, y, 10)
+
+
+def _load_embedded_mnist() -> tuple[np.ndarray, np.ndarray, DataInfo]:
+    """The MNIST test split shipped as package data, found through importlib.resources."""
+    folder = resources.files("rlhf_keras.datasets") / "mnist"
+    arrays = []
+    for filename, magic, ndim in zip(
+        _EMBEDDED_MNIST, (_IDX_IMAGES_MAGIC, _IDX_LABELS_MAGIC), (3, 1), strict=True
+    ):
+        # as_file gives a real path even when the package lives in a zip archive.
+        with resources.as_file(folder / filename) as path:
+            if not path.is_file():
+                raise DataError(
+                    f"The embedded MNIST file {filename} is missing from the installed package "
+                    f"({path}); reinstall rlhf-keras, or load a folder of MNIST IDX files."
+                )
+            arrays.append(_read_idx(path, magic, ndim))
+    x = _scale_pixels(arrays[0], "mnist")
+    y = arrays[1].astype(np.int32)
+    return x, y, _image_info("mnist", x, y, 10)
 
 
 def _load_mixture(name: str, split: str, seed: int) -> tuple[np.ndarray, np.ndarray, DataInfo]:

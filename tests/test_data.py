@@ -6,6 +6,7 @@ import gzip
 import socket
 import time
 import warnings
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,10 @@ def _mnist_prepared() -> bool:
     return tfds.builder("mnist").is_prepared()
 
 
+def _fashion_prepared() -> bool:
+    return tfds.builder("fashion_mnist").is_prepared()
+
+
 def _first_batch(dataset) -> np.ndarray:
     return next(iter(dataset)).numpy()
 
@@ -40,6 +45,45 @@ def _write_idx(path: Path, magic: int, array: np.ndarray) -> None:
 
 
 # --------------------------------------------------------------------------- embedded sources
+
+
+@pytest.mark.skipif(_mnist_prepared(), reason="TFDS mnist is prepared: load('mnist') uses it")
+def test_embedded_mnist_is_the_real_test_split(monkeypatch):
+    monkeypatch.setenv("RLHF_KERAS_OFFLINE", "1")  # the embedded copy needs no network
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "falling back" warning: MNIST is what was asked for
+        x, y, info = data.load_arrays("mnist")
+    assert info == DataInfo("mnist", (28, 28, 1), 10_000, True, "image", 10)
+    assert x.shape == (10_000, 28, 28, 1) and x.dtype == np.float32
+    assert x.min() == -1.0 and x.max() == 1.0
+    assert y.dtype == np.int32 and np.bincount(y).tolist() == MNIST_TEST_COUNTS
+    # The default source is MNIST too, from the same cache.
+    default_x, default_y, default_info = data.load_arrays()
+    assert default_info == info and default_x is x and default_y is y
+    dataset, batch_info = data.load(batch_size=100, seed=0, labels=True, shape=(784,))
+    images, labels = next(iter(dataset))
+    assert batch_info.name == "mnist" and images.shape == (100, 784) and labels.shape == (100,)
+
+
+@needs_mnist
+@pytest.mark.skipif(_mnist_prepared(), reason="TFDS mnist is prepared: load('mnist') uses it")
+def test_embedded_mnist_matches_the_shared_files():
+    x, y, _ = data.load_arrays("mnist", split="test")
+    shared_x, shared_y, _ = data.load_arrays(MNIST_DIR, split="test")
+    assert np.array_equal(x, shared_x) and np.array_equal(y, shared_y)
+    # Byte-identical package data, found the way an installed wheel finds it.
+    folder = resources.files("rlhf_keras.datasets") / "mnist"
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        assert (folder / name).read_bytes() == (MNIST_DIR / name).read_bytes()
+    notice = (folder / "NOTICE.md").read_text()
+    assert "CC BY-SA 3.0" in notice and "LeCun" in notice
+
+
+def test_embedded_mnist_refuses_tfds_slicing():
+    if _mnist_prepared():
+        pytest.skip("TFDS mnist is prepared: slicing is TFDS's")
+    with pytest.raises(DataError, match=r"'train' or 'test' for 'mnist'.*TFDS"):
+        data.load_arrays("mnist", split="train[:10%]")
 
 
 def test_digits_are_mnist_like_images_in_range():
@@ -261,7 +305,7 @@ def test_unknown_source_lists_choices():
     with pytest.raises(DataError) as err:
         data.load_arrays("not_a_dataset_anywhere")
     message = str(err.value)
-    for choice in ("'digits'", "'ring8'", "'grid25'", "mnist", "IDX", ".npz"):
+    for choice in ("'mnist'", "'digits'", "'ring8'", "'grid25'", "IDX", ".npz"):
         assert choice in message
 
 
@@ -286,34 +330,25 @@ def _host_resolves() -> bool:
         return False
 
 
-@pytest.mark.skipif(_mnist_prepared(), reason="TFDS mnist is prepared on this machine")
+@pytest.mark.skipif(_fashion_prepared(), reason="TFDS fashion_mnist is prepared here")
 def test_offline_env_var_gives_clear_error(monkeypatch):
     monkeypatch.setenv("RLHF_KERAS_OFFLINE", "1")
-    with pytest.raises(DataError, match=r"'mnist' is not prepared.*no internet.*'digits'"):
-        data.load_arrays("mnist")
+    with pytest.raises(DataError, match=r"'fashion_mnist' is not prepared.*no internet.*'mnist'"):
+        data.load_arrays("fashion_mnist")
 
 
 @pytest.mark.skipif(
-    _mnist_prepared() or _host_resolves(), reason="TFDS mnist is prepared or downloadable here"
+    _fashion_prepared() or _host_resolves(),
+    reason="TFDS fashion_mnist is prepared or downloadable here",
 )
 def test_offline_tfds_error_does_not_hang(monkeypatch):
     monkeypatch.delenv("RLHF_KERAS_OFFLINE", raising=False)
     start = time.monotonic()
     with pytest.raises(DataError) as err:
-        data.load_arrays("mnist", split="test")
+        data.load_arrays("fashion_mnist", split="test")
     # A correctness bound ("fails instead of retrying for minutes"), not a speed target.
     assert time.monotonic() - start < 15
     message = str(err.value)
     assert "no internet" in message
-    for alternative in ("'digits'", "IDX", ".npz", "'ring8'"):
+    for alternative in ("'mnist'", "'digits'", "IDX", ".npz", "'ring8'"):
         assert alternative in message
-
-
-@pytest.mark.skipif(_mnist_prepared(), reason="TFDS mnist is prepared on this machine")
-def test_default_source_falls_back_to_digits(monkeypatch):
-    monkeypatch.setenv("RLHF_KERAS_OFFLINE", "1")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        _, _, info = data.load_arrays()
-    assert info.name == "digits"
-    assert any("using the embedded 'digits'" in str(w.message) for w in caught)

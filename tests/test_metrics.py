@@ -138,6 +138,18 @@ def test_fid_accepts_flat_samples_and_source_names(digits) -> None:
     assert from_array < 5.0
 
 
+def test_embedded_mnist_is_scored_as_digit_data() -> None:
+    # Whatever "mnist" resolves to (TFDS or the embedded copy), it is MNIST: the shipped network.
+    assert metrics.feature_extractor("mnist").kind == "shipped"
+    x, _, _ = data_lib.load_arrays("mnist")
+    real_vs_real = metrics.fid(np.array(x[:500]), "mnist", n=500, seed=0)
+    noise = np.random.default_rng(0).uniform(-1, 1, (500, 784)).astype("float32")
+    assert real_vs_real < 20.0
+    assert metrics.fid(noise, "mnist", n=500, seed=0) > 10 * real_vs_real
+    gan = GAN(*small_mlp((784,), 8, hidden=16), seed=0)
+    assert "classifier_score" in metrics.evaluate(gan, "mnist", n=200)
+
+
 def test_fid_rejects_unscaled_images_and_bad_n(digits) -> None:
     with pytest.raises(metrics.MetricError, match="127.5"):
         metrics.fid(digits, (digits + 1) * 127.5)
