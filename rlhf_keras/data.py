@@ -43,6 +43,7 @@ __all__ = [
     "SOURCES",
     "DataError",
     "DataInfo",
+    "embedded_mnist",
     "load",
     "load_arrays",
     "mixture_modes",
@@ -204,6 +205,18 @@ def load(
         dataset = dataset.shuffle(info.size, seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(int(batch_size), drop_remainder=True)
     return dataset.prefetch(tf.data.AUTOTUNE), info
+
+
+def embedded_mnist() -> tuple[np.ndarray, np.ndarray, DataInfo]:
+    """The MNIST test split shipped in the package, in file order, whatever TFDS holds.
+
+    `load_arrays("mnist")` prefers TFDS when it is prepared; this is always the embedded copy
+    (10,000 images in [-1, 1], `(10000, 28, 28, 1)`, and their int32 labels), e.g. for work
+    that depends on the file order such as retraining the shipped feature network.
+    """
+    x, y, info = _load_cached(_Key("embedded", "mnist"), "test", None)
+    assert y is not None  # the embedded copy always has its labels
+    return x, y, info
 
 
 def mixture_modes(name: str) -> tuple[np.ndarray, float]:

@@ -3,11 +3,12 @@
 The evidence room's eyes. FID needs an embedding in which real images cluster by content; the
 Inception network that the original FID uses is far too slow and too large for 28x28 digits on a
 CPU, so the project ships a small CNN classifier trained on real MNIST digits
-(`saved_models/mnist_features.keras`) and uses its penultimate layer, a `Dense(128)` named
-`"features"`, as the embedding. FIDs computed with it are comparable with each other, not with
-published Inception FIDs.
+(`rlhf_keras/assets/mnist_features.keras`, package data read through `importlib.resources`, so it
+works from an installed wheel) and uses its penultimate layer, a `Dense(128)` named `"features"`,
+as the embedding. FIDs computed with it are comparable with each other, not with published
+Inception FIDs.
 
-Re-train the shipped network with::
+Re-train the shipped network (on the embedded MNIST test split) with::
 
     python -m rlhf_keras.feature_net
 
@@ -23,15 +24,21 @@ import argparse
 import json
 import os
 from collections.abc import Sequence
+from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
 from keras import layers
 
+if TYPE_CHECKING:  # importlib.resources.abc is 3.11+; only the annotation needs it
+    from importlib.resources.abc import Traversable
+
 FEATURE_LAYER = "features"
 FEATURE_DIM = 128
 MODEL_FILENAME = "mnist_features.keras"
+ASSETS_DIR = "assets"  # inside the rlhf_keras package
 RETRAIN_COMMAND = "python -m rlhf_keras.feature_net"
 # The real-MNIST split used by `main`: the first 8,000 test images train, the last 2,000 score.
 TRAIN_SIZE = 8000
@@ -43,16 +50,18 @@ class FeatureNetError(RuntimeError):
     """A feature network is missing or unusable; the message says how to get one."""
 
 
-def saved_models_dir() -> Path:
-    """The repository's `saved_models/` folder (the package is installed editable)."""
-    import rlhf_keras
-
-    return Path(rlhf_keras.__file__).resolve().parents[1] / "saved_models"
+def shipped_model() -> Traversable:
+    """The shipped MNIST feature network, as package data (`rlhf_keras/assets/`)."""
+    return resources.files("rlhf_keras") / ASSETS_DIR / MODEL_FILENAME
 
 
 def default_model_path() -> Path:
-    """Where the shipped MNIST feature network lives."""
-    return saved_models_dir() / MODEL_FILENAME
+    """The shipped network's file on disk, where `main` writes a retrained one by default.
+
+    A plain path in an editable or a regular install; reading goes through `shipped_model()`,
+    which also works when the package is imported from a zip archive.
+    """
+    return Path(str(shipped_model()))
 
 
 def build_feature_net(
@@ -209,7 +218,7 @@ def load_feature_net(path: str | os.PathLike | None = None) -> keras.Model:
     """Loads a saved feature classifier, by default the shipped MNIST one.
 
     Args:
-        path: A `.keras` file; defaults to `saved_models/mnist_features.keras`.
+        path: A `.keras` file; defaults to the shipped `rlhf_keras/assets/mnist_features.keras`.
 
     Returns:
         The classifier (images -> class probabilities).
@@ -217,11 +226,16 @@ def load_feature_net(path: str | os.PathLike | None = None) -> keras.Model:
     Raises:
         FeatureNetError: If the file is missing or has no `"features"` layer.
     """
-    path = Path(path) if path is not None else default_model_path()
+    if path is None:
+        # as_file gives a real file even when the package is imported from a zip archive.
+        with resources.as_file(shipped_model()) as shipped:
+            return load_feature_net(shipped)
+    path = Path(path)
     if not path.is_file():
         raise FeatureNetError(
             f"No feature network at {path}. Re-train the MNIST one with `{RETRAIN_COMMAND}` "
-            "(needs the MNIST IDX files in ../shared/data/mnist), or pass feature_model=."
+            "(trains on the embedded MNIST test split, about 1 minute), reinstall rlhf-keras if "
+            "the shipped one is missing, or pass feature_model=."
         )
     model = keras.saving.load_model(path, compile=False)
     try:
@@ -278,16 +292,12 @@ def _as_images(x: np.ndarray) -> np.ndarray:
     return x
 
 
-def default_mnist_folder() -> Path:
-    """`../shared/data/mnist` next to the repository."""
-    return saved_models_dir().parents[1] / "shared" / "data" / "mnist"
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Trains the shipped MNIST feature network and prints its held-out accuracy.
 
-    Trains on the first 8,000 images of the MNIST test split (file order) and scores the last
-    2,000, then saves the classifier to `saved_models/mnist_features.keras`.
+    Trains on the first 8,000 images of the MNIST test split (file order; by default the copy
+    embedded in the package) and scores the last 2,000, then saves the classifier over the
+    shipped `rlhf_keras/assets/mnist_features.keras` (or `--out`).
 
     Args:
         argv: Command-line arguments (`--data`, `--epochs`, `--seed`, `--out`).
@@ -297,16 +307,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = argparse.ArgumentParser(prog="python -m rlhf_keras.feature_net",
                                      description=main.__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(default_mnist_folder()),
-                        help="folder with the MNIST t10k IDX gzip files (10,000 images)")
+    parser.add_argument("--data", default=None,
+                        help="folder with the MNIST t10k IDX gzip files (10,000 images); "
+                             "default: the MNIST test split embedded in the package")
     parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--out", default=str(default_model_path()))
     args = parser.parse_args(argv)
     from rlhf_keras import data as data_lib
 
-    # File order, not shuffled: the split is exactly "first 8,000 / last 2,000".
-    x, y, _ = data_lib.load_arrays(args.data, split="test")
+    # File order, not shuffled: the split is exactly "first 8,000 / last 2,000". The embedded
+    # copy, not load("mnist"): TFDS (when prepared) stores the test split in another order.
+    if args.data is None:
+        x, y, _ = data_lib.embedded_mnist()
+    else:
+        x, y, _ = data_lib.load_arrays(args.data, split="test")
     classifier = train_feature_net(x[:TRAIN_SIZE], y[:TRAIN_SIZE], num_classes=10,
                                    epochs=args.epochs, seed=args.seed, verbose=2)
     acc = accuracy(classifier, x[TRAIN_SIZE:], y[TRAIN_SIZE:])

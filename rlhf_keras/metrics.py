@@ -158,7 +158,7 @@ _SHIPPED: dict[str, Any] = {}
 
 
 def shipped_classifier() -> keras.Model:
-    """The shipped MNIST classifier (`saved_models/mnist_features.keras`), loaded once."""
+    """The shipped MNIST classifier (`rlhf_keras/assets/mnist_features.keras`), loaded once."""
     if "classifier" not in _SHIPPED:
         _SHIPPED["classifier"] = fnet.load_feature_net()
     return _SHIPPED["classifier"]

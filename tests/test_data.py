@@ -79,6 +79,14 @@ def test_embedded_mnist_matches_the_shared_files():
     assert "CC BY-SA 3.0" in notice and "LeCun" in notice
 
 
+@needs_mnist
+def test_embedded_mnist_is_always_the_shipped_copy_in_file_order():
+    # What feature_net retrains on, even where TFDS (another order) serves load("mnist").
+    x, y, info = data.embedded_mnist()
+    shared_x, shared_y, _ = data.load_arrays(MNIST_DIR, split="test")
+    assert info.name == "mnist" and np.array_equal(x, shared_x) and np.array_equal(y, shared_y)
+
+
 def test_embedded_mnist_refuses_tfds_slicing():
     if _mnist_prepared():
         pytest.skip("TFDS mnist is prepared: slicing is TFDS's")
