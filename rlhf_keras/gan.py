@@ -8,10 +8,15 @@ Besides the losses, every step reports the second article's reward terms:
 
     R_G = E_z[D(G(z))]
     R_D = E_x[log D(x)] + E_z[log(1 - D(G(z)))]
+
+The data may differ from the generator's output in shape but not in size (MNIST images
+`(28, 28, 1)` for a generator ending in `Dense(784)`): real batches are reshaped to the
+generator's output inside the training step, and `generate` returns samples in the data's shape.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import keras
@@ -60,6 +65,14 @@ class GAN(keras.Model):
         discriminator_output: `"auto"` (a sigmoid last layer means probabilities, anything
             else logits), `"probability"` or `"logit"`.
         seed: Seed of the latent noise drawn during training.
+        sample_shape: Per-sample shape of the data, when it differs from the generator's
+            output but holds as many values (e.g. `(28, 28, 1)` for a `Dense(784)` generator);
+            `generate` returns samples in this shape. None: the generator's output shape, until
+            `fit` sees data of another shape and adopts it.
+
+    Attributes:
+        data_shape: The generator's per-sample output shape, what the discriminator takes.
+        sample_shape: The data's per-sample shape, what `generate` returns.
 
     Raises:
         ValueError: If the pair cannot work together; the message names both shapes.
@@ -73,6 +86,7 @@ class GAN(keras.Model):
         d_steps: int = 1,
         discriminator_output: str = "auto",
         seed: int | None = None,
+        sample_shape: tuple[int, ...] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -97,6 +111,9 @@ class GAN(keras.Model):
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.data_shape = self._check_pair()
+        self.sample_shape = self.data_shape
+        if sample_shape is not None:
+            self.sample_shape = self._check_sample_shape(tuple(sample_shape), "sample_shape")
         self.discriminator_returns_probability = discriminator_output == "probability" or (
             discriminator_output == "auto" and _ends_in_sigmoid(discriminator)
         )
@@ -175,6 +192,22 @@ class GAN(keras.Model):
             )
         return tuple(int(d) for d in g_out[1:])
 
+    def _check_sample_shape(self, shape: tuple, what: str) -> tuple[int, ...]:
+        """The data's per-sample shape if it holds as many values as a generated sample."""
+        if any(d is None for d in shape):
+            return self.data_shape  # unknown sizes (e.g. a ragged generator): trust the data
+        shape = tuple(int(d) for d in shape)
+        size, g_size = math.prod(shape), math.prod(self.data_shape)
+        if size != g_size:
+            raise ValueError(
+                f"{what} has samples of shape {shape} ({size} values) but the generator makes "
+                f"samples of shape {self.data_shape} ({g_size} values). Make the generator's "
+                f"last layer produce {size} values (e.g. Dense({size}) then Reshape({shape})), "
+                f"or use data with {g_size} values per sample (e.g. "
+                f"rlhf_keras.data.load(source, shape={self.data_shape}))."
+            )
+        return shape
+
     def call(self, z: Any, training: bool = False) -> Any:
         """D(G(z)): the probability (or logit) the discriminator gives generated samples."""
         return self.discriminator(self.generator(z, training=training), training=training)
@@ -233,6 +266,36 @@ class GAN(keras.Model):
 
     # ------------------------------------------------------------------ training
 
+    def fit(self, x: Any = None, *args: Any, **kwargs: Any) -> Any:
+        """`keras.Model.fit`, after checking the data's shape against the generator's output.
+
+        Data whose samples hold as many values as a generated sample (`(28, 28, 1)` for a
+        `Dense(784)` generator) train as they are: each real batch is reshaped to the
+        generator's output, and `sample_shape` becomes the data's shape, so `generate` returns
+        samples shaped like the data.
+
+        Raises:
+            ValueError: Before any training, if the data's samples hold a different number of
+                values than the generator's; the message names both shapes and the fix.
+        """
+        shape = _sample_shape_of(x)
+        validation = kwargs.get("validation_data")
+        if isinstance(validation, (tuple, list)) and validation:
+            validation = validation[0]
+        if validation is not None:
+            self._check_sample_shape(_sample_shape_of(validation) or self.data_shape,
+                                     "validation_data")
+        if shape is not None:
+            self.sample_shape = self._check_sample_shape(shape, "The training data")
+        return super().fit(x, *args, **kwargs)
+
+    def evaluate(self, x: Any = None, *args: Any, **kwargs: Any) -> Any:
+        """`keras.Model.evaluate`, with `fit`'s shape check (a clear error, before any step)."""
+        shape = _sample_shape_of(x)
+        if shape is not None:
+            self._check_sample_shape(shape, "The evaluation data")
+        return super().evaluate(x, *args, **kwargs)
+
     @property
     def metrics(self) -> list[keras.metrics.Metric]:
         return [
@@ -256,6 +319,13 @@ class GAN(keras.Model):
         p = ops.clip(out, _EPSILON, 1.0 - _EPSILON)
         return ops.log(p) - ops.log1p(-p)
 
+    def _real_batch(self, data: Any) -> Any:
+        """The real samples of a batch, shaped like the generator's output (what D takes)."""
+        real = _features_only(data)
+        if tuple(real.shape[1:]) != self.data_shape:  # e.g. (28, 28, 1) images for Dense(784)
+            real = ops.reshape(real, (-1, *self.data_shape))
+        return real
+
     def _latent(self, batch_size: Any) -> Any:
         return keras.random.normal((batch_size, self.latent_dim), seed=self.seed_generator)
 
@@ -277,7 +347,7 @@ class GAN(keras.Model):
     def train_step(self, data: Any) -> dict[str, Any]:
         import tensorflow as tf
 
-        real = _features_only(data)
+        real = self._real_batch(data)
         batch_size = ops.shape(real)[0]
 
         # 1) Discriminator: one pass over [real; fake] instead of two separate passes.
@@ -304,7 +374,7 @@ class GAN(keras.Model):
         return self._update_metrics(d_loss, g_loss, real_logits, fake_logits, gen_logits)
 
     def test_step(self, data: Any) -> dict[str, Any]:
-        real = _features_only(data)
+        real = self._real_batch(data)
         batch_size = ops.shape(real)[0]
         fake = self.generator(self._latent(batch_size), training=False)
         logits = self._logits(ops.concatenate([real, fake], axis=0), training=False)
@@ -336,7 +406,7 @@ class GAN(keras.Model):
     def generate(
         self, n: int, seed: int | None = None, z: np.ndarray | None = None, batch_size: int = 2048
     ) -> np.ndarray:
-        """Generates samples in data space.
+        """Generates samples in data space, shaped like the data (`sample_shape`).
 
         Args:
             n: Number of samples.
@@ -345,8 +415,9 @@ class GAN(keras.Model):
             batch_size: Samples generated per forward pass.
 
         Returns:
-            A float32 array of shape `(n, *data_shape)`, in the generator's output range
-            ([-1, 1] for a tanh generator).
+            A float32 array of shape `(n, *sample_shape)` (the generator's output reshaped to
+            the data's per-sample shape, e.g. `(n, 28, 28, 1)` for a `Dense(784)` generator
+            fitted on MNIST images), in the generator's output range ([-1, 1] for tanh).
         """
         z = self.latent_vectors(n, seed) if z is None else np.asarray(z, dtype="float32")
         # Direct calls, not predict(): no per-model tf.function to trace for a few batches.
@@ -354,7 +425,9 @@ class GAN(keras.Model):
             np.asarray(self.generator(z[i : i + batch_size], training=False))
             for i in range(0, len(z), batch_size)
         ]
-        return np.concatenate(chunks) if chunks else np.zeros((0, *self.data_shape), "float32")
+        if not chunks:
+            return np.zeros((0, *self.sample_shape), "float32")
+        return np.concatenate(chunks).reshape(len(z), *self.sample_shape)
 
     # ------------------------------------------------------------------ applications
 
@@ -387,7 +460,7 @@ class GAN(keras.Model):
             seed: Seed of the latent vectors; None draws a fresh one (not reproducible).
 
         Returns:
-            A dataset of float32 batches of shape `(batch, *data_shape)`.
+            A dataset of float32 batches of shape `(batch, *sample_shape)`.
 
         Raises:
             ValueError: If `n`, `batch_size` or `seed` is not valid.
@@ -405,6 +478,7 @@ class GAN(keras.Model):
         elif isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
             raise ValueError(f"seed must be an int or None, got {seed!r}.")
         batch_size, latent_dim, generator = int(batch_size), self.latent_dim, self.generator
+        sample_shape = self.sample_shape
         if n is None:
             sizes = tf.data.Dataset.from_tensors(batch_size).repeat()
         else:
@@ -415,7 +489,8 @@ class GAN(keras.Model):
         def make_batch(index: Any, size: Any) -> Any:
             stateless_seed = tf.stack([tf.constant(int(seed), tf.int64), index])
             z = tf.random.stateless_normal((size, latent_dim), seed=stateless_seed)
-            return tf.cast(generator(z, training=False), tf.float32)
+            return tf.reshape(tf.cast(generator(z, training=False), tf.float32),
+                              (-1, *sample_shape))
 
         # One call at a time keeps batches in order; each is still seeded by its index.
         return indexed.map(make_batch, num_parallel_calls=1).prefetch(1)
@@ -479,6 +554,7 @@ class GAN(keras.Model):
             "d_steps": self.d_steps,
             "discriminator_output": self.discriminator_output,
             "seed": self.seed,
+            "sample_shape": list(self.sample_shape),
         }
 
     @classmethod
@@ -497,6 +573,24 @@ def _output_shape(model: keras.Model, input_shape: tuple, message: str) -> tuple
         return tuple(model.compute_output_shape(input_shape))
     except Exception as err:  # noqa: BLE001 - re-raised with the shapes involved
         raise ValueError(message.format(err=err)) from err
+
+
+def _sample_shape_of(x: Any) -> tuple | None:
+    """Per-sample shape of what `fit`/`evaluate` were given, when it can be known up front."""
+    spec = getattr(x, "element_spec", None)  # a tf.data.Dataset
+    if spec is not None:
+        while isinstance(spec, (tuple, list)) and spec:
+            spec = spec[0]  # (x, y) or (x, y, sample_weight): the GAN trains on x
+        shape = getattr(spec, "shape", None)
+        if shape is None or shape.rank is None or shape.rank < 1:
+            return None
+        return tuple(shape)[1:]
+    shape = getattr(x, "shape", None)  # numpy arrays and tensors
+    if isinstance(x, (tuple, list)) and x:
+        shape = getattr(x[0], "shape", None)
+    if shape is None or len(shape) < 1:
+        return None
+    return tuple(None if d is None else int(d) for d in shape)[1:]
 
 
 def _features_only(data: Any) -> Any:

@@ -182,21 +182,45 @@ def test_ring8_training_pulls_samples_onto_the_modes():
     assert after * 5 <= before, (before, after)
 
 
-def test_one_epoch_on_real_mnist(mnist_dir):
-    """Acceptance: after one MNIST epoch D tells real from fake and samples are valid."""
+def test_one_epoch_on_real_mnist_as_keras_users_write_it(mnist_dir):
+    """Acceptance: the articles' unbuilt MLPs (784 values out) on MNIST images (28, 28, 1),
+    loaded with no shape=, train one epoch; D then tells real from fake."""
     keras.utils.set_random_seed(0)
-    dataset, info = data.load(mnist_dir, batch_size=64, seed=0, shape=(784,))
-    assert info.size == 10_000
-    generator, discriminator = article_pair()
-    gan = compiled(GAN.from_sequential(keras.Sequential([generator, discriminator]), seed=0))
+    dataset, info = data.load(mnist_dir, batch_size=64, seed=0)
+    assert info.size == 10_000 and info.shape == (28, 28, 1)
+    gan = compiled(GAN(*article_pair(), seed=0))
+    assert gan.data_shape == gan.sample_shape == (784,)
     logs = gan.fit(dataset, epochs=1, verbose=0).history
     assert all(math.isfinite(v[-1]) for v in logs.values())
     assert logs["d_real"][-1] > logs["d_fake"][-1]
+    # Samples come back shaped like the data the GAN was fitted on.
+    assert gan.data_shape == (784,) and gan.sample_shape == (28, 28, 1)
     samples = gan.generate(256, seed=0)
-    assert samples.shape == (256, 784)
+    assert samples.shape == (256, 28, 28, 1)
     assert samples.min() >= -1.0 and samples.max() <= 1.0
     held_out = gan.evaluate(dataset.take(5), verbose=0, return_dict=True)
     assert held_out["d_real"] > held_out["d_fake"]
+
+
+def test_data_of_another_size_fails_before_training():
+    gan = compiled(GAN(*architectures.small_mlp(data_shape=(784,), latent_dim=8), seed=0))
+    colour = np.zeros((64, 32, 32, 3), "float32")
+    calls = [
+        lambda: gan.fit(colour, batch_size=32, verbose=0),
+        lambda: gan.fit(tf.data.Dataset.from_tensor_slices(colour).batch(32), verbose=0),
+        lambda: gan.fit(colour.reshape(64, -1)[:, :784], validation_data=(colour,), verbose=0),
+        lambda: gan.evaluate(colour, batch_size=32, verbose=0),
+    ]
+    for call in calls:
+        with pytest.raises(ValueError) as err:
+            call()
+        message = str(err.value)
+        assert "(32, 32, 3) (3072 values)" in message and "(784,) (784 values)" in message
+        assert "Reshape((32, 32, 3))" in message and "shape=(784,)" in message
+    assert int(gan.g_optimizer.iterations) == 0 and int(gan.d_optimizer.iterations) == 0
+    assert gan.sample_shape == (784,)
+    with pytest.raises(ValueError, match=r"sample_shape has samples of shape \(2,\)"):
+        GAN(*architectures.small_mlp(data_shape=(784,), latent_dim=8), sample_shape=(2,))
 
 
 def test_same_seed_same_first_epoch_losses():
@@ -217,7 +241,7 @@ def test_save_load_round_trip_gives_identical_samples(tmp_path):
     keras.utils.set_random_seed(0)
     gan = compiled(GAN(*architectures.small_mlp(data_shape=(784,)), seed=3), loss="hinge")
     gan.fit(
-        np.random.default_rng(0).uniform(-1, 1, (128, 784)).astype("float32"),
+        np.random.default_rng(0).uniform(-1, 1, (128, 28, 28, 1)).astype("float32"),
         batch_size=64,
         epochs=1,
         verbose=0,
@@ -227,6 +251,7 @@ def test_save_load_round_trip_gives_identical_samples(tmp_path):
     loaded = keras.models.load_model(path)  # safe_mode=True by default
     assert isinstance(loaded, GAN)
     assert (loaded.latent_dim, loaded.data_shape, loaded.seed) == (100, (784,), 3)
+    assert loaded.sample_shape == (28, 28, 1)  # learnt from the data in fit
     assert loaded.loss_name == "hinge"
     z = gan.latent_vectors(16, seed=11)
     np.testing.assert_array_equal(gan.generate(16, z=z), loaded.generate(16, z=z))
