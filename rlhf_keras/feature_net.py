@@ -12,10 +12,10 @@ Re-train the shipped network (on the embedded MNIST test split) with::
 
     python -m rlhf_keras.feature_net
 
-For image data of other shapes, `rlhf_keras.metrics.feature_extractor` trains a network of the
-same design on the fly (labelled data) or falls back to a randomly initialised CNN embedding with a
-fixed seed (unlabelled data), which Naeem et al. (2020) found to be a usable embedding for
-fidelity/diversity metrics.
+For other image data, `rlhf_keras.metrics.fid` uses a randomly initialised CNN embedding with a
+fixed seed (`random_embedding`), which Naeem et al. (2020) found to be a usable embedding for
+fidelity/diversity metrics; it never trains one. Training a network of the same design on other
+labelled images is an explicit step: `rlhf_keras.metrics.train_feature_extractor`.
 """
 
 from __future__ import annotations

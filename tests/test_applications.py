@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from rlhf_keras import GAN, architectures, data
+from rlhf_keras.applications import anomaly_score, as_dataset
 
 
 def _gan(data_shape=(784,), latent_dim=8, hidden=16, seed=0) -> GAN:
@@ -34,7 +35,7 @@ def test_auroc_helper_is_right_on_known_cases():
 
 def test_as_dataset_yields_exactly_n_reproducible_samples():
     gan = _gan()
-    dataset = gan.as_dataset(n=150, batch_size=64, seed=7)
+    dataset = as_dataset(gan, n=150, batch_size=64, seed=7)
     assert dataset.element_spec.shape.as_list() == [None, 784]
     assert dataset.element_spec.dtype == tf.float32
     assert int(dataset.cardinality()) == 3
@@ -44,14 +45,14 @@ def test_as_dataset_yields_exactly_n_reproducible_samples():
     assert first.min() >= -1.0 and first.max() <= 1.0 and first.std() > 0
     again = np.concatenate([b.numpy() for b in dataset])  # a second pass: same samples
     np.testing.assert_array_equal(first, again)
-    other = np.concatenate([b.numpy() for b in gan.as_dataset(n=150, seed=8)])
+    other = np.concatenate([b.numpy() for b in as_dataset(gan, n=150, seed=8)])
     assert not np.allclose(first, other)
     assert len(np.unique(first.round(4), axis=0)) == 150  # every batch has its own noise
 
 
 def test_as_dataset_streams_forever_and_mixes_with_real_data():
     gan = _gan()
-    endless = gan.as_dataset(batch_size=32, seed=0)
+    endless = as_dataset(gan, batch_size=32, seed=0)
     assert endless.cardinality() == tf.data.INFINITE_CARDINALITY
     assert len(list(endless.take(5))) == 5
 
@@ -70,30 +71,30 @@ def test_as_dataset_streams_forever_and_mixes_with_real_data():
 def test_as_dataset_rejects_bad_arguments():
     gan = _gan()
     with pytest.raises(ValueError, match="n must be a positive int"):
-        gan.as_dataset(n=0)
+        as_dataset(gan, n=0)
     with pytest.raises(ValueError, match="batch_size must be a positive int"):
-        gan.as_dataset(batch_size=0)
+        as_dataset(gan, batch_size=0)
     with pytest.raises(ValueError, match="seed must be an int"):
-        gan.as_dataset(seed="a")
+        as_dataset(gan, seed="a")
 
 
 def test_anomaly_score_validates_input_and_ranks_like_the_probability():
     gan = _gan()
     x = np.random.default_rng(0).uniform(-1, 1, (20, 28, 28)).astype("float32")
-    logit_scores = gan.anomaly_score(x)  # (n, 28, 28) fits a 784-value GAN
+    logit_scores = anomaly_score(gan, x)  # (n, 28, 28) fits a 784-value GAN
     assert logit_scores.shape == (20,) and logit_scores.dtype == np.float64
-    prob_scores = gan.anomaly_score(x.reshape(20, -1), kind="probability")
+    prob_scores = anomaly_score(gan, x.reshape(20, -1), kind="probability")
     assert ((prob_scores > 0) & (prob_scores < 1)).all()
     np.testing.assert_array_equal(np.argsort(logit_scores), np.argsort(prob_scores))
     # 1 - D(x) from the discriminator itself, computed independently.
     d_of_x = np.asarray(gan.discriminator(x.reshape(20, -1))).ravel()
     np.testing.assert_allclose(prob_scores, 1 - d_of_x, atol=1e-5)
     with pytest.raises(ValueError, match=r"shape \(n, 784\)"):
-        gan.anomaly_score(np.zeros((3, 100)))
+        anomaly_score(gan, np.zeros((3, 100)))
     with pytest.raises(ValueError, match="NaN or infinite"):
-        gan.anomaly_score(np.full((2, 784), np.nan))
+        anomaly_score(gan, np.full((2, 784), np.nan))
     with pytest.raises(ValueError, match="kind must be"):
-        gan.anomaly_score(x, kind="density")
+        anomaly_score(gan, x, kind="density")
 
 
 def test_trained_gan_scores_real_digits_below_noise_and_inverted_digits(mnist_dir):
@@ -103,11 +104,21 @@ def test_trained_gan_scores_real_digits_below_noise_and_inverted_digits(mnist_di
     dataset = tf.data.Dataset.from_tensor_slices(train).shuffle(2000, seed=0).batch(64)
     gan.fit(dataset, epochs=2, verbose=0)
 
-    normal = gan.anomaly_score(held_out)
-    noise = gan.anomaly_score(np.random.default_rng(0).uniform(-1, 1, held_out.shape))
-    inverted = gan.anomaly_score(-held_out)  # white background, black strokes
+    normal = anomaly_score(gan, held_out)
+    noise = anomaly_score(gan, np.random.default_rng(0).uniform(-1, 1, held_out.shape))
+    inverted = anomaly_score(gan, -held_out)  # white background, black strokes
     assert auroc(normal, noise) >= 0.9
     assert auroc(normal, inverted) >= 0.9
     # The threshold recipe in the docstring: the 99th percentile of held-out normal scores.
-    threshold = np.percentile(gan.anomaly_score(x[9000:]), 99)
+    threshold = np.percentile(anomaly_score(gan, x[9000:]), 99)
     assert (noise > threshold).mean() >= 0.9
+
+
+def test_applications_live_beside_the_gan_and_follow_the_data_shape():
+    assert not hasattr(GAN, "as_dataset") and not hasattr(GAN, "anomaly_score")
+    generator, discriminator = architectures.small_mlp((784,), 8, hidden=16)
+    gan = GAN(generator, discriminator, seed=0, sample_shape=(28, 28, 1))  # as after fit on MNIST
+    batch = next(iter(as_dataset(gan, n=10, batch_size=10, seed=0))).numpy()
+    assert batch.shape == (10, 28, 28, 1)
+    np.testing.assert_allclose(batch, next(iter(as_dataset(gan, n=10, batch_size=10, seed=0))))
+    assert anomaly_score(gan, batch).shape == (10,)

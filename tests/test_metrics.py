@@ -167,20 +167,39 @@ def test_missing_feature_net_says_how_to_retrain(tmp_path) -> None:
 # --------------------------------------------------------------------------- other image data
 
 
-def test_feature_extractor_trains_and_caches_for_labelled_images(tmp_path, monkeypatch) -> None:
+def test_fid_never_trains_a_feature_network(tmp_path, monkeypatch) -> None:
+    """Labelled images of another shape get the seeded random embedding, and nothing on disk."""
+    monkeypatch.setenv(metrics.CACHE_ENV, str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    path = tmp_path / "toy.npz"
+    np.savez(path, x=rng.integers(0, 256, (60, 12, 12), dtype=np.uint8), y=np.arange(60) % 3)
+    x, _, info = data_lib.load_arrays(path)
+    assert info.has_labels and info.shape == (12, 12, 1)
+    assert metrics.feature_extractor(info).kind == "random"
+    fake = rng.uniform(-1, 1, (40, 12, 12, 1)).astype("float32")
+    from_name = metrics.fid(fake, str(path), n=40, seed=0)
+    from_array = metrics.fid(fake, x, n=40, seed=0)  # arrays of that shape: the same embedding
+    assert math.isfinite(from_name) and from_name == pytest.approx(from_array, rel=1e-6)
+    assert not (tmp_path / "cache").exists()
+
+
+def test_train_feature_extractor_is_explicit_and_cached(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv(metrics.CACHE_ENV, str(tmp_path))
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, (120, 8, 8, 1)).astype("float32")
     y = (x.mean(axis=(1, 2, 3)) > 0).astype("int64")
-    info = data_lib.DataInfo(
-        name="toy8", shape=(8, 8, 1), size=len(x), has_labels=True, kind="image", num_classes=2
-    )
-    first = metrics.feature_extractor(info, x, y, seed=0)
-    saved = list((tmp_path / "feature_nets").glob("toy8_8x8x1_120_*.keras"))
+    first = metrics.train_feature_extractor(x, y, epochs=2, seed=0)
+    saved = list((tmp_path / "feature_nets").glob("arrays_8x8x1_120_*.keras"))
     assert first.kind == "trained" and len(saved) == 1
-    second = metrics.feature_extractor(info, x, y, seed=0)  # loaded from the cache
+    second = metrics.train_feature_extractor(x, y, epochs=2, seed=0)  # loaded from the cache
     np.testing.assert_allclose(second(x), first(x), rtol=1e-5, atol=1e-5)
     assert first(x).shape == (120, fnet.FEATURE_DIM)
+    # What it is for: the caller hands it to fid.
+    assert math.isfinite(metrics.fid(x[:60], x[60:], n=60, feature_model=first))
+    with pytest.raises(metrics.MetricError, match="needs labels"):
+        metrics.train_feature_extractor(x)
+    with pytest.raises(metrics.MetricError, match="labelled images"):
+        metrics.train_feature_extractor("ring8")
 
 
 def test_feature_extractor_falls_back_to_seeded_random_embedding() -> None:
@@ -188,8 +207,8 @@ def test_feature_extractor_falls_back_to_seeded_random_embedding() -> None:
         name="unlabelled", shape=(16, 16, 3), size=50, has_labels=False, kind="image"
     )
     x = np.random.default_rng(0).uniform(-1, 1, (50, 16, 16, 3)).astype("float32")
-    a = metrics.feature_extractor(info, x, seed=7)
-    b = metrics.feature_extractor(info, x, seed=7)
+    a = metrics.feature_extractor(info, seed=7)
+    b = metrics.feature_extractor(info, seed=7)
     assert a.kind == "random"
     np.testing.assert_allclose(a(x), b(x), rtol=1e-6)
     assert metrics.feature_extractor("digits").kind == "shipped"
@@ -198,6 +217,32 @@ def test_feature_extractor_falls_back_to_seeded_random_embedding() -> None:
 
 
 # --------------------------------------------------------------------------- k-NN metrics
+
+
+def _brute_force_knn_metrics(real: np.ndarray, fake: np.ndarray, k: int) -> tuple[float, ...]:
+    """The four k-NN measures from full distance matrices, as the papers define them."""
+    def dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(-1))
+
+    real_radii = np.sort(dist(real, real), axis=1)[:, k]
+    fake_radii = np.sort(dist(fake, fake), axis=1)[:, k]
+    fake_in_real = dist(fake, real) <= real_radii[None, :]
+    real_in_fake = dist(real, fake) <= fake_radii[None, :]
+    precision = fake_in_real.any(axis=1).mean()
+    recall = real_in_fake.any(axis=1).mean()
+    density = fake_in_real.sum() / (k * len(fake))
+    coverage = (dist(real, fake).min(axis=1) <= real_radii).mean()
+    return float(precision), float(recall), float(density), float(coverage)
+
+
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_knn_metrics_match_the_definitions(k: int) -> None:
+    rng = np.random.default_rng(k)
+    real = rng.standard_normal((300, 6))
+    fake = rng.standard_normal((200, 6)) * 1.3 + 0.4
+    precision, recall, density, coverage = _brute_force_knn_metrics(real, fake, k)
+    assert metrics.precision_recall(real, fake, k=k) == pytest.approx((precision, recall))
+    assert metrics.density_coverage(real, fake, k=k) == pytest.approx((density, coverage))
 
 
 def test_knn_metrics_on_identical_and_disjoint_distributions() -> None:
