@@ -35,8 +35,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras_tuner  # noqa: E402
 import numpy as np  # noqa: E402
 
+from rlhf_keras.hypermodel import default_search_space  # noqa: E402
 from rlhf_keras.oracle import ReinforceOracle  # noqa: E402
-from rlhf_keras.tuner import default_search_space  # noqa: E402
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},
@@ -169,7 +169,7 @@ def keras_graph_leak(models: int = 5, release: bool = False) -> tuple[int, int]:
     graph in TensorFlow's process-wide gradient registry, so the graph outlives its model even
     after `keras.backend.clear_session()` (which keras-tuner calls before every trial) and
     `gc.collect()`. With `release`, each fit runs inside
-    `rlhf_keras.tuner.released_gradient_functions` (what every trial does).
+    `rlhf_keras.compat.released_gradient_functions` (what every trial does).
 
     Returns:
         `(models, graphs they left alive)`.
@@ -177,7 +177,7 @@ def keras_graph_leak(models: int = 5, release: bool = False) -> tuple[int, int]:
     import keras
     from tensorflow.python.framework import func_graph
 
-    from rlhf_keras.tuner import released_gradient_functions
+    from rlhf_keras.compat import released_gradient_functions
 
     def train_step_graphs() -> int:
         return sum(1 for o in gc.get_objects()

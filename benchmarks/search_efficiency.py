@@ -46,8 +46,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from rlhf_keras import GAN, architectures, data, metrics  # noqa: E402
+from rlhf_keras.hypermodel import default_search_space  # noqa: E402
 from rlhf_keras.oracle import ReinforceOracle  # noqa: E402
-from rlhf_keras.tuner import default_search_space  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 UNITS = 3  # a full trial = 3 units; Hyperband's max_epochs (factor 3: rungs at 1 and 3 units)

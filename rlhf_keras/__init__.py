@@ -9,10 +9,11 @@ Three rooms, imports flowing one way (model -> evidence -> search):
 
 from rlhf_keras import architectures, board, data, metrics, reports
 from rlhf_keras.data import DataError, DataInfo
+from rlhf_keras.finetune import RLHF
 from rlhf_keras.gan import GAN
+from rlhf_keras.hypermodel import default_search_space
 from rlhf_keras.metrics import FIDCallback, fid, quality
 from rlhf_keras.oracle import ReinforceOracle
-from rlhf_keras.tuner import RLHF, default_search_space
 
 __version__ = "0.1.0"
 __all__ = [

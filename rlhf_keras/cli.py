@@ -174,8 +174,8 @@ def finetune(args: argparse.Namespace) -> int:
     for name in ("trials", "epochs_per_trial", "batch_size", "latent_dim"):
         _positive("--" + name.replace("_", "-"), getattr(args, name))
     from rlhf_keras import architectures, data
+    from rlhf_keras.finetune import RLHF
     from rlhf_keras.gan import GAN
-    from rlhf_keras.tuner import RLHF
 
     _, info = data.load(args.data, batch_size=args.batch_size, seed=args.seed)
     source = info.name if args.data is None else args.data

@@ -118,11 +118,12 @@ def test_unknown_data_source(earlier_run):
 def test_tfds_data_unavailable_offline_fails_fast(earlier_run, monkeypatch):
     import tensorflow_datasets as tfds
 
-    if tfds.builder("mnist").is_prepared():
-        pytest.skip("TFDS mnist is prepared on this machine")
+    if tfds.builder("fashion_mnist").is_prepared():
+        pytest.skip("TFDS fashion_mnist is prepared on this machine")
     monkeypatch.setenv("RLHF_KERAS_OFFLINE", "1")
-    _refused(earlier_run, DataError, ["'mnist' is not prepared", "no internet", "'digits'"],
-             _finetune(earlier_run, data="mnist"))
+    _refused(earlier_run, DataError,
+             ["'fashion_mnist' is not prepared", "no internet", "'mnist'", "'digits'"],
+             _finetune(earlier_run, data="fashion_mnist"))
 
 
 def test_empty_data(earlier_run, tmp_path):
@@ -275,8 +276,8 @@ def test_the_cli_refuses_before_training_and_leaves_the_run_alone(earlier_run, t
 
 def test_a_chief_address_that_cannot_be_bound(monkeypatch):
     """keras-tuner's own chief would serve nothing and wait forever; ours fails at once."""
+    from rlhf_keras.compat import serve_oracle
     from rlhf_keras.oracle import ReinforceOracle
-    from rlhf_keras.tuner import serve_oracle
 
     monkeypatch.setenv("KERASTUNER_ORACLE_IP", "192.0.2.1")  # TEST-NET-1: not this machine's
     monkeypatch.setenv("KERASTUNER_ORACLE_PORT", str(hc.free_port()))

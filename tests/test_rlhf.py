@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from rlhf_keras import GAN, RLHF, architectures, default_search_space
-from rlhf_keras.tuner import GANHyperModel
+from rlhf_keras.hypermodel import GANHyperModel
 
 ARTICLE_SNIPPET = """
 import tensorflow as tf

@@ -1,0 +1,273 @@
+"""`RLHF`: reinforcement-learning hyperparameter fine-tuning of a GAN, on keras-tuner."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import keras
+import keras_tuner
+
+from rlhf_keras import data as data_module
+from rlhf_keras.gan import GAN
+from rlhf_keras.hypermodel import GANHyperModel, check_search_space, default_search_space
+from rlhf_keras.oracle import ReinforceOracle
+from rlhf_keras.run_dir import (
+    BEST_MODEL_FILE,
+    RESULTS_FILE,
+    prepare_run_directory,
+    read_rows,
+)
+from rlhf_keras.tuner import GANTuner
+
+
+class RLHF:
+    """Reinforcement-learning hyperparameter fine-tuning for GANs.
+
+    A REINFORCE policy (`ReinforceOracle`) proposes each trial's generator and discriminator
+    learning rates, width multipliers and Adam beta_1; the trial's GAN is trained and scored
+    (FID for images, lower is better; mode metrics for 2-D data), and the score is the
+    policy's reward. Runs are keras-tuner projects: results live in
+    `directory/project_name`, and calling `finetune` again with the same directory resumes.
+
+    With the defaults, `RLHF().finetune(gan)` on the first article's MLP and the embedded
+    digits runs 8 trials of 10 epochs (280 steps each): about 2 minutes on a 2-core CPU.
+
+    Args:
+        search_space: A `keras_tuner.HyperParameters`; default `default_search_space()`.
+            Supported names: g_lr, d_lr, g_width, d_width, beta_1, loss, batch_size, d_steps.
+        max_trials: Number of GANs to train.
+        epochs_per_trial: Training epochs of each trial.
+        batch_size: Batch size (unless the space tunes `batch_size`).
+        data: Default data source for `finetune` (see `rlhf_keras.data.load`); None: MNIST
+            from TFDS if available, else the embedded digits.
+        objective: `"auto"` (`fid`, min, for images; `score`, max, for 2-D data), or a
+            keras-tuner objective over the trial metrics (`fid`, `score`, `r_g`, `r_d`, ...).
+        directory: Where runs are kept.
+        project_name: The run's folder inside `directory`; default `"rlhf"`.
+        overwrite: Start afresh, deleting an earlier run in the same folder.
+        seed: Seed of the policy and of every trial's initialisation and noise.
+        verbose: 0 silent, 1 a line per trial, 2 also Keras progress bars.
+        **oracle_kwargs: Passed to `ReinforceOracle` (learning_rate, entropy_coef, ...).
+    """
+
+    def __init__(
+        self,
+        search_space: keras_tuner.HyperParameters | None = None,
+        max_trials: int = 8,
+        epochs_per_trial: int = 10,
+        batch_size: int = 64,
+        data: Any = None,
+        objective: Any = "auto",
+        directory: str | os.PathLike = "rlhf_runs",
+        project_name: str | None = None,
+        overwrite: bool = False,
+        seed: int | None = None,
+        verbose: int = 1,
+        **oracle_kwargs: Any,
+    ) -> None:
+        self.search_space = default_search_space() if search_space is None else search_space
+        check_search_space(self.search_space)
+        for name, value in (("max_trials", max_trials), ("epochs_per_trial", epochs_per_trial),
+                            ("batch_size", batch_size)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        self.max_trials = max_trials
+        self.epochs_per_trial = epochs_per_trial
+        self.batch_size = batch_size
+        self.data = data
+        self.objective = objective
+        self.directory = Path(directory)
+        self.project_name = project_name or "rlhf"
+        self.overwrite = overwrite
+        self.seed = 0 if seed is None else int(seed)
+        self.verbose = verbose
+        rungs = oracle_kwargs.get("rungs")
+        if rungs is not None and (not rungs or int(list(rungs)[-1]) != epochs_per_trial):
+            raise ValueError(
+                f"rungs={rungs!r} must end at epochs_per_trial={epochs_per_trial}: the last rung "
+                f"is a full trial, e.g. rungs=(1, {epochs_per_trial})."
+            )
+        self.oracle_kwargs = oracle_kwargs
+        # Printed after a Ctrl-C; the CLI sets its own command line here.
+        self.resume_command: str | None = None
+        self.tuner: GANTuner | None = None
+        self.oracle: ReinforceOracle | None = None
+        self.best_gan: GAN | None = None
+
+    @property
+    def project_dir(self) -> Path:
+        return self.directory / self.project_name
+
+    def finetune(self, gan: Any, data: Any = None, **fit_kwargs: Any) -> GAN:
+        """Searches the hyperparameters of `gan` and returns the best GAN, trained.
+
+        Args:
+            gan: A `GAN`, or the first article's `keras.Sequential([generator,
+                discriminator])`, built or not. If it carries weights to fine-tune (a GAN that
+                has been trained, or built Sequentials), trials at width 1 start from them;
+                other widths, and unbuilt or untrained models, start from a fresh
+                initialisation seeded per trial.
+            data: Data source; defaults to the `data` given to the constructor.
+            **fit_kwargs: Passed to each trial's `GAN.fit` (e.g. `callbacks`).
+
+        Returns:
+            The best trial's `GAN`, trained; also saved as `best_model.keras` in the run.
+
+        Raises:
+            TypeError, ValueError: If `gan`, the data or the run directory is unusable (see
+                README, "When things go wrong"); raised before any training, with the run
+                directory left as it was.
+            KeyboardInterrupt: On Ctrl-C, once the finished trials are saved; the message
+                printed says how to resume (the interrupted trial runs again).
+        """
+        pretrained = _has_weights_to_keep(gan)
+        base = GAN.from_sequential(gan) if not isinstance(gan, GAN) else gan
+        source = self.data if data is None else data
+        # Load once now: a bad source or a shape the generator can't produce fails here.
+        _, info = data_module.load(source, batch_size=self.batch_size, seed=self.seed,
+                                   shape=base.data_shape)
+        if source is None:
+            source = info.name
+        objective = self._objective(info)
+        self._prepare_directory(info, objective)
+        hypermodel = GANHyperModel(
+            base.generator,
+            base.discriminator,
+            latent_dim=base.latent_dim,
+            pretrained=pretrained,
+            data=source,
+            batch_size=self.batch_size,
+            epochs=self.epochs_per_trial,
+            seed=self.seed,
+            d_steps=base.d_steps,
+            loss=base.loss_name,
+        )
+        self.oracle = ReinforceOracle(
+            objective=objective,
+            max_trials=self.max_trials,
+            hyperparameters=self.search_space,
+            seed=self.seed,
+            **self.oracle_kwargs,
+        )
+        self.tuner = GANTuner(
+            oracle=self.oracle,
+            hypermodel=hypermodel,
+            directory=str(self.directory),
+            project_name=self.project_name,
+            overwrite=False,
+            verbose=self.verbose,
+        )
+        self.oracle = self.tuner.oracle
+        if self.verbose:
+            print(f"RLHF: {self.max_trials} trials of {self.epochs_per_trial} epochs on "
+                  f"{info.name} ({info.size} examples), objective {objective.name} "
+                  f"({objective.direction}); run directory {self.project_dir}", flush=True)
+        # Ctrl-C stops training at once, but never halfway through recording a trial.
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        previous = None
+        if in_main_thread:
+            previous = signal.signal(signal.SIGINT, self.tuner.handle_sigint)
+        try:
+            self.tuner.search(verbose=0, **fit_kwargs)
+        except KeyboardInterrupt:
+            self._report_interrupt()
+            raise
+        finally:
+            if in_main_thread:
+                signal.signal(signal.SIGINT, previous or signal.default_int_handler)
+        return self._load_best()
+
+    def _report_interrupt(self) -> None:
+        done = len(read_rows(self.project_dir / RESULTS_FILE))
+        resume = self.resume_command or (
+            f"run the same code again with directory={str(self.directory)!r}, project_name="
+            f"{self.project_name!r} and overwrite=False: RLHF(...).finetune(gan) resumes"
+        )
+        print(
+            f"\nInterrupted. {done} of {self.max_trials} trials are saved in "
+            f"{self.project_dir}; the trial that was running will run again.\n"
+            f"To resume: {resume}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def _objective(self, info: data_module.DataInfo) -> keras_tuner.Objective:
+        if self.objective == "auto":
+            if info.kind == "points":
+                return keras_tuner.Objective("score", "max")
+            return keras_tuner.Objective("fid", "min")
+        if isinstance(self.objective, str):
+            direction = "min" if self.objective in ("fid", "d_loss", "g_loss") else "max"
+            return keras_tuner.Objective(self.objective, direction)
+        return self.objective
+
+    def _prepare_directory(self, info: data_module.DataInfo, objective: Any) -> None:
+        """Refuses a folder it can't use, before anything in it is written or deleted."""
+        fingerprint = {
+            "data": info.name,
+            "data_shape": list(info.shape),
+            "objective": objective.name,
+            "search_space": sorted(entry.name for entry in self.search_space.space),
+            "epochs_per_trial": self.epochs_per_trial,
+        }
+        if self.oracle_kwargs.get("rungs") is not None:
+            fingerprint["rungs"] = [int(r) for r in self.oracle_kwargs["rungs"]]
+        prepare_run_directory(self.project_dir, fingerprint, self.overwrite)
+
+    def _load_best(self) -> GAN:
+        best_path = self.project_dir / BEST_MODEL_FILE
+        if not best_path.exists():
+            raise RuntimeError(
+                f"No trial finished with a finite {self.tuner.oracle.objective.name}; every "
+                f"trial failed or diverged. See {self.project_dir / RESULTS_FILE}."
+            )
+        self.best_gan = keras.models.load_model(best_path)
+        return self.best_gan
+
+    # ------------------------------------------------------------------ results
+
+    @property
+    def best_model_path(self) -> Path:
+        return self.project_dir / BEST_MODEL_FILE
+
+    @property
+    def best_hyperparameters(self) -> keras_tuner.HyperParameters:
+        tuner = self._require_tuner()
+        if not tuner._is_worker():
+            return tuner.get_best_hyperparameters(1)[0]
+        # A distributed worker: the chief may be gone once the search is over; use the table.
+        objective = tuner.oracle.objective
+        rows = [r for r in self.results if r["status"] == "COMPLETED" and r["score"] is not None]
+        if not rows:
+            raise RuntimeError(f"No trial completed; see {self.project_dir / RESULTS_FILE}.")
+        pick = max if objective.direction == "max" else min
+        hp = self.search_space.copy()
+        hp.values = dict(pick(rows, key=lambda r: r["score"])["values"])
+        return hp
+
+    @property
+    def results(self) -> list[dict[str, Any]]:
+        """A row per trial: trial_id, status, values, score, reward, seconds, metrics."""
+        return read_rows(self.project_dir / RESULTS_FILE)
+
+    def results_summary(self, num_trials: int = 10) -> None:
+        """Prints keras-tuner's summary of the best trials."""
+        self._require_tuner().results_summary(num_trials)
+
+    def _require_tuner(self) -> GANTuner:
+        if self.tuner is None:
+            raise RuntimeError("Call finetune(gan) first.")
+        return self.tuner
+
+
+def _has_weights_to_keep(gan: Any) -> bool:
+    """A trained GAN, or a built Sequential pair (its weights may be trained: keep them)."""
+    if isinstance(gan, GAN):
+        return gan.g_optimizer is not None and int(gan.g_optimizer.iterations) > 0
+    parts = getattr(gan, "layers", [])
+    return bool(parts) and all(getattr(p, "built", False) for p in parts)

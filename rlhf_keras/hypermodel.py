@@ -1,0 +1,194 @@
+"""The search space of a GAN and the `HyperModel` that builds and trains one trial's GAN."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import keras
+import keras_tuner
+
+from rlhf_keras import data as data_module
+from rlhf_keras import metrics
+from rlhf_keras.architectures import scale_widths
+from rlhf_keras.gan import GAN, LOSSES
+
+SUPPORTED_HYPERPARAMETERS = {
+    "g_lr": "generator Adam learning rate",
+    "d_lr": "discriminator Adam learning rate",
+    "g_width": "generator hidden-width multiplier",
+    "d_width": "discriminator hidden-width multiplier",
+    "beta_1": "Adam beta_1 of both optimizers",
+    "loss": f"adversarial loss, one of {', '.join(LOSSES)}",
+    "batch_size": "batch size",
+    "d_steps": "discriminator updates per batch",
+}
+
+# Test hook (see `_test_pause`): RLHF_KERAS_TEST_PAUSE=<stage>[@<trial_id>] makes the search
+# write the file named by RLHF_KERAS_TEST_MARKER and sleep at that stage, so a test can kill
+# or interrupt the process at a known moment. Stages: "trial" (after the first training
+# batch), "scoring" (trained, before the score is computed), "trial_end" (the oracle has
+# recorded the trial, results.json not yet). Does nothing when unset, or once the marker exists.
+PAUSE_ENV = "RLHF_KERAS_TEST_PAUSE"
+MARKER_ENV = "RLHF_KERAS_TEST_MARKER"
+PAUSE_STAGES = ("trial", "scoring", "trial_end")
+
+
+def _test_pause(stage: str, trial_id: str | None) -> None:
+    wanted = os.environ.get(PAUSE_ENV, "")
+    marker = os.environ.get(MARKER_ENV)
+    if not wanted or not marker:
+        return
+    name, _, only_trial = wanted.partition("@")
+    if name != stage or (only_trial and only_trial != str(trial_id)) or os.path.exists(marker):
+        return
+    Path(marker).write_text(f"{stage} {trial_id}")
+    time.sleep(600)  # the test kills or interrupts the process long before this ends
+
+
+def default_search_space() -> keras_tuner.HyperParameters:
+    """Learning rates (log scale around the articles' 2e-4), width multipliers and Adam beta_1."""
+    hp = keras_tuner.HyperParameters()
+    hp.Float("g_lr", 1e-5, 1e-2, sampling="log", default=2e-4)
+    hp.Float("d_lr", 1e-5, 1e-2, sampling="log", default=2e-4)
+    hp.Choice("g_width", [0.25, 0.5, 1.0, 2.0], default=1.0)
+    hp.Choice("d_width", [0.25, 0.5, 1.0, 2.0], default=1.0)
+    hp.Choice("beta_1", [0.0, 0.5, 0.9], default=0.5)
+    return hp
+
+
+def check_search_space(hp: keras_tuner.HyperParameters) -> None:
+    """Raises ValueError if the space is empty or names a hyperparameter trials can't apply."""
+    if not isinstance(hp, keras_tuner.HyperParameters):
+        raise TypeError(
+            f"search_space must be a keras_tuner.HyperParameters, got {type(hp).__name__}. "
+            "Start from rlhf_keras.default_search_space() and add to it."
+        )
+    names = [entry.name for entry in hp.space]
+    if not names:
+        raise ValueError(
+            "The search space is empty. Define at least one of "
+            f"{', '.join(SUPPORTED_HYPERPARAMETERS)} (see rlhf_keras.default_search_space())."
+        )
+    unknown = [name for name in names if name not in SUPPORTED_HYPERPARAMETERS]
+    if unknown:
+        supported = "; ".join(f"{k} ({v})" for k, v in SUPPORTED_HYPERPARAMETERS.items())
+        raise ValueError(
+            f"Unsupported hyperparameter(s) {', '.join(map(repr, unknown))} in the search space. "
+            f"Supported: {supported}."
+        )
+    if "loss" in names:
+        bad = [v for v in hp._hps["loss"][0].values if v not in LOSSES]  # noqa: SLF001
+        if bad:
+            raise ValueError(f"Unknown loss value(s) {bad} in the search space; use {LOSSES}.")
+
+
+class GANHyperModel(keras_tuner.HyperModel):
+    """Builds and trains one trial's GAN from a base generator/discriminator pair.
+
+    Args:
+        generator: The base generator (`keras.Sequential`), built.
+        discriminator: The base discriminator (`keras.Sequential`), built.
+        latent_dim: Latent size of the GAN.
+        pretrained: Whether the base pair carries trained weights: trials at width 1 then
+            start from them instead of from a fresh initialisation.
+        data: The data source (name, path, ...) trials train on.
+        batch_size: Batch size when the space has no `batch_size`.
+        epochs: Training epochs per trial.
+        seed: Base seed; trial `i` initialises and draws noise with `seed + i`.
+        d_steps: Discriminator steps when the space has no `d_steps`.
+        loss: Adversarial loss when the space has no `loss`.
+    """
+
+    def __init__(
+        self,
+        generator: keras.Sequential,
+        discriminator: keras.Sequential,
+        latent_dim: int,
+        pretrained: bool,
+        data: Any,
+        batch_size: int,
+        epochs: int,
+        seed: int,
+        d_steps: int = 1,
+        loss: str = "non_saturating",
+    ) -> None:
+        super().__init__(name="gan")
+        self.generator = generator
+        self.discriminator = discriminator
+        self.latent_dim = latent_dim
+        self.pretrained = pretrained
+        self.data = data
+        self.batch_size = batch_size
+        self.epochs = epochs
+        self.seed = seed
+        self.d_steps = d_steps
+        self.loss = loss
+        self.trial_seed = seed  # set by GANTuner before each trial is built
+        self.trial_id: str | None = None  # likewise
+
+    def build(self, hp: keras_tuner.HyperParameters) -> GAN:
+        def value(name: str, default: Any) -> Any:
+            return hp.values.get(name, default)
+
+        g_width, d_width = float(value("g_width", 1.0)), float(value("d_width", 1.0))
+        # Seeded here, after keras-tuner's clear_session() has reset Keras's global seed.
+        seed = self.trial_seed
+        keras.utils.set_random_seed(seed)
+        generator = scale_widths(self.generator, g_width, keep_weights=self.pretrained)
+        discriminator = scale_widths(self.discriminator, d_width, keep_weights=self.pretrained)
+        gan = GAN(
+            generator,
+            discriminator,
+            latent_dim=self.latent_dim,
+            d_steps=int(value("d_steps", self.d_steps)),
+            seed=seed,
+        )
+        beta_1 = float(value("beta_1", 0.5))
+        gan.compile(
+            g_optimizer=keras.optimizers.Adam(float(value("g_lr", 2e-4)), beta_1=beta_1),
+            d_optimizer=keras.optimizers.Adam(float(value("d_lr", 2e-4)), beta_1=beta_1),
+            loss=str(value("loss", self.loss)),
+        )
+        return gan
+
+    def fit(
+        self, hp: keras_tuner.HyperParameters, model: GAN, *args: Any, **kwargs: Any
+    ) -> dict[str, float]:
+        """Trains `model` and scores it; a diverged run stops at once and scores NaN."""
+        batch_size = int(hp.values.get("batch_size", self.batch_size))
+        dataset, _ = data_module.load(
+            self.data, batch_size=batch_size, seed=model.seed, shape=model.data_shape
+        )
+        callbacks = [keras.callbacks.TerminateOnNaN(), *kwargs.pop("callbacks", [])]
+        if os.environ.get(PAUSE_ENV):
+            callbacks.append(_PauseCallback(self.trial_id))
+        kwargs.setdefault("epochs", self.epochs)
+        kwargs.setdefault("shuffle", False)  # the dataset is already shuffled, with a seed
+        history = model.fit(dataset, *args, callbacks=callbacks, **kwargs).history
+        last = {name: float(values[-1]) for name, values in history.items() if values}
+        result = {name: last[name] for name in ("d_loss", "g_loss", "r_g", "r_d") if name in last}
+        result["epochs_trained"] = float(len(history.get("loss", [])))
+        if not all(math.isfinite(v) for v in last.values()):
+            # keras-tuner marks a NaN objective as failed; the oracle gives it the penalty.
+            return {**result, "fid": math.nan, "score": math.nan, "diverged": 1.0}
+        _test_pause("scoring", self.trial_id)
+        quality = metrics.quality(model, self.data, seed=0)
+        return {**result, **{k: float(v) for k, v in quality.items()}, "diverged": 0.0}
+
+
+class _PauseCallback(keras.callbacks.Callback):
+    """The "trial" stage of the test hook: pauses after the first training batch."""
+
+    def __init__(self, trial_id: str | None) -> None:
+        super().__init__()
+        self.trial_id = trial_id
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if batch == 0:
+            _test_pause("trial", self.trial_id)
+
+
