@@ -6,7 +6,9 @@ import argparse
 import math
 import os
 import shlex
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -74,7 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     sample = sub.add_parser("sample", help="Generate samples from a saved GAN.")
     sample.add_argument("model", help="A .keras file written by train/finetune.")
     sample.add_argument("--n", type=int, default=64)
-    sample.add_argument("--out", required=True, help="FILE.npz, or a directory for PNG grids.")
+    sample.add_argument(
+        "--out", required=True,
+        help="FILE.npz, or a directory: samples.npz and "
+        "samples.png, a picture of the first samples.",
+    )
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument(
         "--unsafe",
@@ -239,6 +245,9 @@ def evaluate(args: argparse.Namespace) -> int:
     from rlhf_keras.gan import load_gan
     from rlhf_keras.metrics import evaluate as measure_all
 
+    if args.n is not None and not 2 <= args.n <= _MAX_EVALUATE_N:
+        # The k-NN metrics grow with n squared: beyond this they take hours, for no precision.
+        raise ValueError(f"--n must be between 2 and {_MAX_EVALUATE_N:,}, got {args.n}.")
     gan = load_gan(args.model, safe_mode=not args.unsafe)
     values = measure_all(gan, args.data, n=args.n, seed=args.seed)
     print(f"{args.model} against {args.data}:")
@@ -248,15 +257,22 @@ def evaluate(args: argparse.Namespace) -> int:
 
 def report(args: argparse.Namespace) -> int:
     from rlhf_keras.reports import write_report
+    from rlhf_keras.run_dir import check_state_files
 
     _positive("--samples", args.samples)
+    # A hand-edited state file is named here, not met as a KeyError halfway through the report.
+    check_state_files(Path(args.run), state_key=None)
     print(f"Report: {write_report(args.run, n_samples=args.samples, seed=args.seed)}")
     return 0
 
 
-def sample(args: argparse.Namespace) -> int:
-    import numpy as np
+_MAX_EVALUATE_N = 100_000
+_SAMPLE_BATCH_BYTES = 16 * 2**20  # noise and samples of one batch: bounded memory for any --n
+_GRID_SAMPLES = 64  # a directory --out gets one grid picture of the first samples
+_SCATTER_SAMPLES = 2500  # ... or a scatter of the first points
 
+
+def sample(args: argparse.Namespace) -> int:
     from rlhf_keras.gan import load_gan
     from rlhf_keras.reports import as_images, save_samples
 
@@ -264,30 +280,145 @@ def sample(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix and out.suffix != ".npz":
         raise ValueError(f"--out must be a .npz file or a directory, got {out}.")
+    target = out if out.suffix == ".npz" else out / "samples.npz"
     gan = load_gan(args.model, safe_mode=not args.unsafe)
-    samples = gan.generate(args.n, seed=args.seed)
+    shape = tuple(int(d) for d in gan.sample_shape)
+    _check_room(target, args.n, shape)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    first = _stream_samples(gan, args.n, args.seed, target, shape)
     if out.suffix == ".npz":
-        out.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(out, x=samples)
-        print(f"Wrote {len(samples)} samples of shape {samples.shape[1:]} to {out}")
+        print(f"Wrote {args.n} samples of shape {shape} to {out}")
         return 0
-    out.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out / "samples.npz", x=samples)
-    if as_images(samples) is None:
-        save_samples(samples, out / "samples.png")
-    else:
-        for start in range(0, len(samples), 64):
-            save_samples(samples[start : start + 64], out / f"samples_{start // 64:03d}.png")
-    print(f"Wrote {len(samples)} samples to {out} (samples.npz and PNG grids)")
+    is_images = as_images(first[:1]) is not None
+    picture = save_samples(first[:_GRID_SAMPLES] if is_images else first, out / "samples.png")
+    shown = f"the first {min(args.n, _GRID_SAMPLES if is_images else _SCATTER_SAMPLES)}"
+    print(f"Wrote {args.n} samples of shape {shape} to {target}, and {shown} to {picture}")
     return 0
+
+
+def _check_room(target: Path, n: int, shape: tuple[int, ...]) -> None:
+    """Refuses, before anything is allocated or written, a file the disk can't hold."""
+    import shutil
+
+    need = n * math.prod(shape) * 4  # float32
+    folder = target.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    free = shutil.disk_usage(folder).free
+    if need > free:
+        raise ValueError(
+            f"--n {n:,} samples of shape {shape} take {_size(need)} as float32, but {folder} "
+            f"has {_size(free)} free. Pass a smaller --n, or an --out on a disk with room."
+        )
+
+
+def _size(n_bytes: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if n_bytes < 1024 or unit == "TiB":
+            return f"{n_bytes:,.0f} {unit}" if unit == "bytes" else f"{n_bytes:,.1f} {unit}"
+        n_bytes /= 1024
+    return ""  # not reached
+
+
+def _stream_samples(gan: Any, n: int, seed: int, target: Path, shape: tuple[int, ...]) -> Any:
+    """Writes `n` samples to the .npz `target` batch by batch; returns the first few.
+
+    The archive holds `x`, float32 `(n, *shape)`, as `np.savez` would (`np.load(path)["x"]`),
+    but only one batch is ever in memory. It is written to a temporary file and renamed, so
+    an interrupted run leaves no half-written samples file.
+    """
+    import zipfile
+
+    import numpy as np
+
+    batch = max(1, min(2048, _SAMPLE_BATCH_BYTES // (8 * gan.latent_dim + 4 * math.prod(shape))))
+    rng = np.random.default_rng(seed)
+    kept: list[np.ndarray] = []
+    n_kept = 0
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+            with archive.open("x.npy", "w", force_zip64=True) as member:
+                header = {"descr": "<f4", "fortran_order": False, "shape": (n, *shape)}
+                np.lib.format.write_array_header_1_0(member, header)
+                for start in range(0, n, batch):
+                    size = min(batch, n - start)
+                    # Batches of one float64 stream, as GAN.generate draws them: the same
+                    # seed gives the same samples as gan.generate(n, seed=seed).
+                    z = rng.standard_normal((size, gan.latent_dim)).astype(np.float32)
+                    x = np.ascontiguousarray(gan.generate(size, z=z), dtype="<f4")
+                    member.write(x.tobytes())
+                    if n_kept < _SCATTER_SAMPLES:
+                        kept.append(x[: _SCATTER_SAMPLES - n_kept])
+                        n_kept += len(kept[-1])
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return np.concatenate(kept)
+
+
+# Sizes beyond these are typos, not experiments: refused before anything is allocated.
+_MAX_LATENT_DIM = 65_536
+_MAX_SEED = 2**32 - 1
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    """Validates arguments no command may start with, before anything is loaded or written."""
+    seed = getattr(args, "seed", None)
+    if seed is not None and not 0 <= seed <= _MAX_SEED:
+        raise ValueError(f"--seed must be between 0 and {_MAX_SEED}, got {seed}.")
+    latent_dim = getattr(args, "latent_dim", None)
+    if latent_dim is not None and latent_dim > _MAX_LATENT_DIM:
+        raise ValueError(
+            f"--latent-dim {latent_dim:,} is too large: the generator's first layer alone would "
+            f"hold {latent_dim:,} x its width weights. GANs use tens to hundreds (the articles "
+            f"use 100); pass --latent-dim <= {_MAX_LATENT_DIM:,}."
+        )
+    if args.command == "finetune":
+        from rlhf_keras.run_dir import check_project_name
+
+        check_project_name(args.project)
+
+
+class _Terminated(KeyboardInterrupt):
+    """A SIGTERM, raised where a Ctrl-C would be: the run stops the same way."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    # Route it through the SIGINT handler in force (RLHF's defers it while a trial is being
+    # recorded), so a kill or a scheduler's stop ends a search as Ctrl-C does.
+    global _terminated
+    _terminated = True
+    handler = signal.getsignal(signal.SIGINT)
+    if callable(handler) and handler is not signal.default_int_handler:
+        handler(signal.SIGINT, frame)
+    else:
+        raise _Terminated
+
+
+_terminated = False
+
+
+def _os_error(err: OSError) -> str:
+    where = f" ({err.filename})" if err.filename else ""
+    what = err.strerror or str(err)
+    return (
+        f"{what}{where}. Check that the paths given exist, that a folder is not a file, "
+        "that they can be written, and that the disk has room."
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `rlhf-keras` console script."""
+    global _terminated
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.argv = argv
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main_thread else None
+    _terminated = False
     try:
+        _check_arguments(args)
         commands = {
             "train": train,
             "finetune": finetune,
@@ -299,13 +430,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, TypeError) as err:  # rlhf_keras.DataError is a ValueError
         print(f"rlhf-keras: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a path that can't be read or written: one line, no traceback
+        print(f"rlhf-keras: error: {_os_error(err)}", file=sys.stderr)
+        return 1
+    except MemoryError as err:
+        print(f"rlhf-keras: error: out of memory ({err}); use smaller sizes.", file=sys.stderr)
+        return 1
     except RuntimeError as err:  # e.g. every trial diverged, or the chief can't listen
         print(f"rlhf-keras: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         # finetune has already said what was saved and how to resume.
+        if _terminated:
+            print("rlhf-keras: terminated", file=sys.stderr)
+            return 143  # 128 + SIGTERM, as a shell reports a process ended by it
         print("rlhf-keras: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 if __name__ == "__main__":

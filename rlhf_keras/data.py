@@ -33,6 +33,7 @@ import math
 import os
 import socket
 import threading
+from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
 
@@ -43,6 +44,7 @@ __all__ = [
     "SOURCES",
     "DataError",
     "DataInfo",
+    "check_searchable",
     "embedded_mnist",
     "load",
     "load_arrays",
@@ -54,6 +56,7 @@ SPLITS = ("train", "test")
 
 # Samples drawn for the 2-D mixtures: plenty to estimate mode coverage, cheap to hold.
 _MIXTURE_SIZES = {"train": 100_000, "test": 10_000}
+_KNOWN_MODES = ("ring8", "grid25")  # points whose modes are known, so scorable
 # PacGAN's definitions: 8 modes on the unit circle with variance 1e-4, 25 modes on a grid
 # with variance 0.0025.
 _RING8_STD = 0.01
@@ -241,6 +244,44 @@ def mixture_modes(name: str) -> tuple[np.ndarray, float]:
         centers = np.array([(a, b) for a in ticks for b in ticks])
         return centers.astype(np.float32), _GRID25_STD
     raise DataError(f"Unknown 2-D mixture {name!r}; choose 'ring8' or 'grid25'.")
+
+
+def check_searchable(info: DataInfo, batch_sizes: Iterable[int] = ()) -> None:
+    """Raises DataError, before any training, if a search could not score or batch this data.
+
+    A search scores every trial: images by FID, which needs at least 2 real examples; points
+    by the modes of a known mixture (`"ring8"`, `"grid25"`). Other points can be trained on
+    with `GAN.fit`, but no trial of a search could be scored. Every batch size the search may
+    use must fit in the data (incomplete batches are dropped).
+
+    Args:
+        info: The `DataInfo` from `load` / `load_arrays`.
+        batch_sizes: The batch sizes the search may use (its own, and any `batch_size`
+            choices of the search space).
+
+    Raises:
+        DataError: Naming the data, what is wrong and the fix.
+    """
+    if info.kind == "points" and info.name not in _KNOWN_MODES:
+        raise DataError(
+            f"{info.name!r} holds points of shape {info.shape} with no known modes, so no trial "
+            "of a search could be scored (points are scored by the modes they cover). Search "
+            "on 'ring8' or 'grid25', or train on these points with GAN.fit and score them "
+            "with metrics.mode_metrics(samples, (centers, std)) given their modes."
+        )
+    if info.kind == "image" and info.size < 2:
+        raise DataError(
+            f"{info.name!r} holds {info.size} image; a search scores trials by FID, which "
+            "needs at least 2 real images (use hundreds: FID on few images is noisy). Pass "
+            "more images."
+        )
+    too_big = sorted({int(b) for b in batch_sizes if int(b) > info.size})
+    if too_big:
+        raise DataError(
+            f"batch_size {', '.join(map(str, too_big))} is larger than the {info.size} "
+            f"examples of {info.name!r}: every batch would be dropped and nothing trained. Use "
+            f"batch sizes <= {info.size}, or more data."
+        )
 
 
 # --------------------------------------------------------------------------- resolving
@@ -509,7 +550,10 @@ def _scale_pixels(x: np.ndarray, name: str) -> np.ndarray:
     """Maps image pixels to float32 in [-1, 1] with a channel axis."""
     if x.ndim == 3:
         x = x[..., None]
-    if np.issubdtype(x.dtype, np.integer) or x.dtype == bool:
+    if x.dtype == bool:
+        # Binary images: False is background (-1), True is ink (1); not 0/255 pixel values.
+        return np.where(x, 1.0, -1.0).astype(np.float32)
+    if np.issubdtype(x.dtype, np.integer):
         if x.size and (x.min() < 0 or x.max() > 255):
             raise DataError(
                 f"{name!r}: integer pixels must lie in 0..255, found {x.min()}..{x.max()}; "
@@ -646,14 +690,44 @@ def _load_npz(path: Path, split: str) -> tuple[np.ndarray, np.ndarray | None, Da
             )
     if y is not None:
         y = _check_labels(path, y_key, y, len(x))
-    if x.ndim == 2 and np.issubdtype(x.dtype, np.floating):
-        # Float rows are points (e.g. 2-D coordinates): keep them as they are.
+    kind = _kind_of(x, path, x_key)
+    if kind == "points":
+        # Points (e.g. 2-D coordinates) keep their raw values, whatever their number type.
         x = x.astype(np.float32)
         info = DataInfo(str(path), (int(x.shape[1]),), len(x), y is not None, "points",
                         None if y is None else int(y.max()) + 1)
         return x, y, info
+    if x.ndim == 2:  # flattened square images, e.g. 784 = 28 x 28 values a row
+        side = math.isqrt(x.shape[1])
+        x = x.reshape(len(x), side, side)
     x = _scale_pixels(x, str(path))
     return x, y, _image_info(str(path), x, y)
+
+
+def _kind_of(x: np.ndarray, path: Path, key: str) -> str:
+    """Images or points, decided from the array's shape (never from its number type).
+
+    `(n, h, w)` and `(n, h, w, c)` arrays are images; `(n, d)` arrays are points, except
+    rows of a square number of values from 8 x 8 up (784 = 28 x 28), which are flattened
+    grayscale images.
+    """
+    if x.ndim in (3, 4):
+        return "image"
+    if x.ndim != 2:
+        raise DataError(
+            f"{str(path)!r}: array {key!r} has shape {x.shape}; store images as (n, height, "
+            "width) or (n, height, width, channels), or points as (n, dims)."
+        )
+    side = math.isqrt(x.shape[1])
+    if side >= 8 and side * side == x.shape[1]:
+        return "image"
+    if x.dtype == bool:
+        raise DataError(
+            f"{str(path)!r}: array {key!r} holds booleans of shape {x.shape}: neither points "
+            "(store coordinates as numbers) nor images (store binary images as (n, height, "
+            "width))."
+        )
+    return "points"
 
 
 def _check_labels(path: Path, key: str, y: np.ndarray, n: int) -> np.ndarray:
