@@ -14,6 +14,8 @@ from rlhf_keras.gan import GAN
 from rlhf_keras.hypermodel import default_search_space
 from rlhf_keras.metrics import FIDCallback, fid, quality
 from rlhf_keras.oracle import ReinforceOracle
+from rlhf_keras.trajectory_oracle import TrajectoryOracle
+from rlhf_keras.tuner import ContinuingTuner
 
 __version__ = "0.1.0"
 __all__ = [
@@ -29,6 +31,8 @@ __all__ = [
     "quality",
     "reports",
     "ReinforceOracle",
+    "TrajectoryOracle",
+    "ContinuingTuner",
     "RLHF",
     "default_search_space",
 ]

@@ -157,34 +157,42 @@ class SampleGridCallback(keras.callbacks.Callback):
     scatter plot with matplotlib. Other samples (vectors that are neither images nor 2-D) are
     skipped with one warning: there is no faithful picture of them.
 
-    The pictures go to `log_dir/samples` under the tag `samples`, beside the Keras
-    `TensorBoard` callback's `log_dir/train` when both get the same `log_dir`.
+    The pictures go under the tag `samples` to `log_dir/samples`, or, given the Keras
+    `TensorBoard` callback of the same `fit` (`tensorboard=`), into that callback's `train`
+    folder: one TensorBoard run then holds the curves and the pictures, even after keras-tuner
+    moved the callback's folder to its trial's.
 
     Args:
-        log_dir: The run's log folder (e.g. `DIR/logs/trial_0`).
+        log_dir: The run's log folder (e.g. `DIR/logs/trial_0`); or None with `tensorboard`.
         every: Write after every `every`-th epoch (and after the last epoch of `fit`).
         n: Images per grid (square grids look best: 16, 25, 36...).
         seed: Seed of the latent vectors.
         n_points: Points per scatter plot for 2-D data.
+        tensorboard: The `keras.callbacks.TensorBoard` whose run the pictures join.
 
     Raises:
-        ValueError: If `every`, `n` or `n_points` is not a positive int.
+        ValueError: If `every`, `n` or `n_points` is not a positive int, or neither `log_dir`
+            nor `tensorboard` is given.
     """
 
     def __init__(
         self,
-        log_dir: str | os.PathLike,
+        log_dir: str | os.PathLike | None = None,
         every: int = 1,
         n: int = 16,
         seed: int = 0,
         n_points: int = 512,
+        tensorboard: keras.callbacks.TensorBoard | None = None,
     ) -> None:
         super().__init__()
         for name, value in (("every", every), ("n", n), ("n_points", n_points)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"SampleGridCallback: {name} must be a positive int, got "
                                  f"{value!r}.")
-        self.log_dir = Path(log_dir) / SAMPLES_SUBDIR
+        if log_dir is None and tensorboard is None:
+            raise ValueError("SampleGridCallback needs log_dir= or tensorboard=.")
+        self.tensorboard = tensorboard
+        self.log_dir = None if log_dir is None else Path(log_dir) / SAMPLES_SUBDIR
         self.every = every
         self.n = n
         self.seed = seed
@@ -213,6 +221,8 @@ class SampleGridCallback(keras.callbacks.Callback):
             return
         count = self.n_points if is_points else self.n
         self._z = model.latent_vectors(count, seed=self.seed)
+        if self.tensorboard is not None:  # read now: keras-tuner sets it per trial
+            self.log_dir = Path(self.tensorboard.log_dir) / "train"
         self._writer = summary_writer(self.log_dir)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
@@ -496,6 +506,19 @@ def log_trial_end(
                       step=int((row.get("metrics") or {}).get("epochs_trained") or 0))
     if snapshot is not None and str(snapshot.get("trial_id")) == trial_id:
         log_policy_history(logs_dir / POLICY_SUBDIR, [snapshot])
+
+
+def log_scalars(log_dir: str | os.PathLike, scalars: Mapping[str, Any], step: int) -> Path:
+    """Writes the finite numbers of `scalars` at `step` (None and NaN are skipped)."""
+    log_dir = Path(log_dir)
+    writer = summary_writer(log_dir)
+    with writer.as_default():
+        for tag, value in scalars.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and \
+                    np.isfinite(value):
+                tf.summary.scalar(_tag(tag), float(value), step=int(step))
+    writer.flush()
+    return log_dir
 
 
 def log_run(run_dir: str | os.PathLike) -> Path:

@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="Train one GAN with fixed hyperparameters.")
     _add_data_args(train)
     train.add_argument("--epochs", type=int, default=20)
+    train.add_argument("--steps", type=int, default=None,
+                       help="Train for exactly this many steps (batches) instead of --epochs: "
+                       "the baseline to compare with `finetune --budget` at equal compute.")
     train.add_argument("--g-lr", type=float, default=2e-4)
     train.add_argument("--d-lr", type=float, default=2e-4)
     train.add_argument(
@@ -55,8 +58,19 @@ def build_parser() -> argparse.ArgumentParser:
         "finetune", help="Search learning rates and widths with the REINFORCE policy (RLHF)."
     )
     _add_data_args(finetune)
-    finetune.add_argument("--trials", type=int, default=8, help="Number of GANs to train.")
-    finetune.add_argument("--epochs-per-trial", type=int, default=10)
+    finetune.add_argument("--budget", type=int, default=None,
+                          help="Total training steps of the whole search (all members and "
+                          "segments). Default 20000 for the trajectory search.")
+    finetune.add_argument("--strategy", default="trajectory", choices=["trajectory", "oneshot"],
+                          help="trajectory: a population whose training a policy steers "
+                          "segment by segment (default); oneshot: one choice per trial.")
+    finetune.add_argument("--population", type=int, default=4,
+                          help="Members trained side by side (trajectory).")
+    finetune.add_argument("--segments", type=int, default=8,
+                          help="Segments per member; the policy acts before each (trajectory).")
+    finetune.add_argument("--trials", type=int, default=8, help="Trials (oneshot).")
+    finetune.add_argument("--epochs-per-trial", type=int, default=10,
+                          help="Epochs per trial (oneshot without --budget).")
     finetune.add_argument("--dir", default="rlhf_runs", help="Directory of the runs.")
     finetune.add_argument("--project", default="rlhf", help="Run folder inside --dir.")
     finetune.add_argument("--overwrite", action="store_true", help="Start the run afresh.")
@@ -114,11 +128,13 @@ def _model_data_shape(arch: str, data_shape: Sequence[int]) -> tuple[int, ...]:
 def train(args: argparse.Namespace) -> int:
     for name in ("epochs", "batch_size", "latent_dim", "g_lr", "d_lr"):
         _positive("--" + name.replace("_", "-"), getattr(args, name))
+    if args.steps is not None:
+        _positive("--steps", args.steps)
     import keras
 
     from rlhf_keras import architectures, data
     from rlhf_keras.gan import GAN
-    from rlhf_keras.metrics import quality
+    from rlhf_keras.metrics import evaluate
 
     keras.utils.set_random_seed(args.seed)
     # Load first: a wrong source fails here, before any model is built.
@@ -134,13 +150,17 @@ def train(args: argparse.Namespace) -> int:
     )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    length = f"{args.epochs} epochs" if args.steps is None else f"{args.steps} steps"
     print(
         f"Training the '{args.arch}' GAN on {info.name} ({info.size} examples of shape "
-        f"{info.shape}) for {args.epochs} epochs."
+        f"{info.shape}) for {length}."
     )
+    if args.steps is not None:
+        # Exactly N batches, cycling through the data: compute comparable with a search budget.
+        dataset = dataset.repeat().take(args.steps)
     gan.fit(
         dataset,
-        epochs=args.epochs,
+        epochs=1 if args.steps is not None else args.epochs,
         verbose=args.verbose,
         shuffle=False,  # the dataset is already shuffled, with the seed
         callbacks=[
@@ -150,7 +170,7 @@ def train(args: argparse.Namespace) -> int:
     )
     model_path = out / "model.keras"
     gan.save(model_path)
-    _print_metrics(quality(gan, info.name if args.data is None else args.data, seed=0))
+    _print_metrics(evaluate(gan, info.name if args.data is None else args.data, seed=0))
     samples_path = _save_samples(gan, args.data, info, out / "samples.png", args.seed)
     print(f"Model:        {model_path}")
     print(f"Samples:      {samples_path}")
@@ -177,8 +197,11 @@ def _print_metrics(values: dict[str, float]) -> None:
 
 
 def finetune(args: argparse.Namespace) -> int:
-    for name in ("trials", "epochs_per_trial", "batch_size", "latent_dim"):
+    for name in ("trials", "epochs_per_trial", "batch_size", "latent_dim", "population",
+                 "segments"):
         _positive("--" + name.replace("_", "-"), getattr(args, name))
+    if args.budget is not None:
+        _positive("--budget", args.budget)
     from rlhf_keras import architectures, data
     from rlhf_keras.finetune import RLHF
     from rlhf_keras.gan import GAN
@@ -187,6 +210,10 @@ def finetune(args: argparse.Namespace) -> int:
     source = info.name if args.data is None else args.data
     shape = _model_data_shape(args.arch, info.shape)
     rlhf = RLHF(
+        budget_steps=args.budget,
+        strategy=args.strategy,
+        population_size=args.population,
+        segments=args.segments,
         max_trials=args.trials,
         epochs_per_trial=args.epochs_per_trial,
         batch_size=args.batch_size,
@@ -206,6 +233,10 @@ def finetune(args: argparse.Namespace) -> int:
     best = rlhf.finetune(GAN(generator, discriminator, latent_dim=args.latent_dim))
     print()
     _print_table(rlhf.results, rlhf.tuner.oracle.objective.name)
+    from rlhf_keras.metrics import evaluate
+
+    print(f"Best GAN ({_steps_text(rlhf)}), measured against {source}:")
+    _print_metrics(evaluate(best, source, seed=0))
     samples_path = _save_samples(
         best, source, info, rlhf.project_dir / "best_samples.png", args.seed
     )
@@ -215,6 +246,12 @@ def finetune(args: argparse.Namespace) -> int:
     print(f"Results:      {rlhf.project_dir / 'results.json'}")
     print(f"TensorBoard:  tensorboard --logdir {rlhf.project_dir / 'logs'}")
     return 0
+
+
+def _steps_text(rlhf: Any) -> str:
+    if rlhf.total_steps is None:
+        return f"{rlhf.max_trials} trials"
+    return f"{rlhf.total_steps} training steps in all"
 
 
 def _print_table(rows: list[dict[str, Any]], objective: str) -> None:

@@ -11,6 +11,7 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import keras_tuner
 
@@ -133,3 +134,24 @@ def make_saves_atomic(oracle: keras_tuner.Oracle) -> None:
         oracle._save_trial = save_trial
     oracle._atomic_saves = True
 
+
+
+def load_weights_keeping_learning_rates(model: Any, path: str) -> None:
+    """`model.load_weights(path)`, then the learning rates the model was compiled with.
+
+    Keras 3 restores optimizer variables with the weights, the learning rate among them, so a
+    reloaded model would silently train at its parent's rate. Optimizers are found as the
+    model's attributes (`optimizer`, or a GAN's `g_optimizer` / `d_optimizer`).
+    """
+    import keras
+
+    optimizers = {name: value for name, value in vars(model).items()
+                  if isinstance(value, keras.optimizers.Optimizer)}
+    rates = {}
+    for name, optimizer in optimizers.items():
+        rate = optimizer.learning_rate
+        if not callable(rate):  # a schedule is not a variable and is not restored
+            rates[name] = float(keras.ops.convert_to_numpy(rate))
+    model.load_weights(path)
+    for name, rate in rates.items():
+        optimizers[name].learning_rate = rate

@@ -22,7 +22,15 @@ from rlhf_keras.run_dir import (
     prepare_run_directory,
     read_rows,
 )
+from rlhf_keras.trajectory_oracle import STATE_KEY as TRAJECTORY_KEY
+from rlhf_keras.trajectory_oracle import TrajectoryOracle
 from rlhf_keras.tuner import GANTuner
+
+
+STRATEGIES = ("trajectory", "oneshot")
+DEFAULT_BUDGET_STEPS = 20_000
+BUDGET_ENV = "RLHF_KERAS_BUDGET_STEPS"
+BIRTH_ONLY = ("g_width", "d_width")  # they change the networks' shapes: fixed at birth
 
 
 class RLHF:
@@ -58,6 +66,10 @@ class RLHF:
     def __init__(
         self,
         search_space: keras_tuner.HyperParameters | None = None,
+        budget_steps: int | None = None,
+        strategy: str = "trajectory",
+        population_size: int = 4,
+        segments: int = 8,
         max_trials: int = 8,
         epochs_per_trial: int = 10,
         batch_size: int = 64,
@@ -72,11 +84,32 @@ class RLHF:
     ) -> None:
         self.search_space = default_search_space() if search_space is None else search_space
         check_search_space(self.search_space)
+        if strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}: "
+                             "'trajectory' steers each run as it trains (the default), "
+                             "'oneshot' picks one set of hyperparameters per trial.")
+        if budget_steps is None and strategy == "trajectory":
+            budget_steps = default_budget_steps()
         for name, value in (("max_trials", max_trials), ("epochs_per_trial", epochs_per_trial),
-                            ("batch_size", batch_size)):
+                            ("batch_size", batch_size), ("population_size", population_size),
+                            ("segments", segments),
+                            ("budget_steps", 1 if budget_steps is None else budget_steps)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-        self.max_trials = max_trials
+        units = population_size * segments if strategy == "trajectory" else max_trials
+        if budget_steps is not None and budget_steps < units:
+            raise ValueError(
+                f"budget_steps={budget_steps} is smaller than the {units} "
+                f"{'segments' if strategy == 'trajectory' else 'trials'} it must be split into; "
+                "raise budget_steps or lower population_size/segments (max_trials)."
+            )
+        self.strategy = strategy
+        self.budget_steps = budget_steps
+        self.population_size = population_size
+        self.segments = segments
+        self.max_trials = population_size * segments if strategy == "trajectory" else max_trials
+        # Steps of one trial (a segment, or a whole one-shot trial) under a step budget.
+        self.steps_per_trial = None if budget_steps is None else budget_steps // units
         self.epochs_per_trial = epochs_per_trial
         self.batch_size = batch_size
         self.data = data
@@ -87,6 +120,8 @@ class RLHF:
         self.seed = 0 if seed is None else int(seed)
         self.verbose = verbose
         rungs = oracle_kwargs.get("rungs")
+        if rungs is not None and strategy != "oneshot":
+            raise ValueError("rungs= applies to strategy='oneshot' only.")
         if rungs is not None and (not rungs or int(list(rungs)[-1]) != epochs_per_trial):
             raise ValueError(
                 f"rungs={rungs!r} must end at epochs_per_trial={epochs_per_trial}: the last rung "
@@ -96,8 +131,13 @@ class RLHF:
         # Printed after a Ctrl-C; the CLI sets its own command line here.
         self.resume_command: str | None = None
         self.tuner: GANTuner | None = None
-        self.oracle: ReinforceOracle | None = None
+        self.oracle: keras_tuner.Oracle | None = None
         self.best_gan: GAN | None = None
+
+    @property
+    def total_steps(self) -> int | None:
+        """Training steps of the whole search (all members and segments), when budgeted."""
+        return None if self.steps_per_trial is None else self.steps_per_trial * self.max_trials
 
     @property
     def project_dir(self) -> Path:
@@ -134,7 +174,7 @@ class RLHF:
         if source is None:
             source = info.name
         objective = self._objective(info)
-        self._prepare_directory(info, objective)
+        self._prepare_directory(info, objective, _architecture(base))
         hypermodel = GANHyperModel(
             base.generator,
             base.discriminator,
@@ -142,18 +182,13 @@ class RLHF:
             pretrained=pretrained,
             data=source,
             batch_size=self.batch_size,
-            epochs=self.epochs_per_trial,
+            epochs=1 if self.steps_per_trial else self.epochs_per_trial,
             seed=self.seed,
             d_steps=base.d_steps,
             loss=base.loss_name,
+            steps_per_segment=self.steps_per_trial,
         )
-        self.oracle = ReinforceOracle(
-            objective=objective,
-            max_trials=self.max_trials,
-            hyperparameters=self.search_space,
-            seed=self.seed,
-            **self.oracle_kwargs,
-        )
+        self.oracle = self._make_oracle(objective)
         self.tuner = GANTuner(
             oracle=self.oracle,
             hypermodel=hypermodel,
@@ -164,9 +199,9 @@ class RLHF:
         )
         self.oracle = self.tuner.oracle
         if self.verbose:
-            print(f"RLHF: {self.max_trials} trials of {self.epochs_per_trial} epochs on "
-                  f"{info.name} ({info.size} examples), objective {objective.name} "
-                  f"({objective.direction}); run directory {self.project_dir}", flush=True)
+            print(f"RLHF: {self._plan_text()} on {info.name} ({info.size} examples), objective "
+                  f"{objective.name} ({objective.direction}); run directory "
+                  f"{self.project_dir}", flush=True)
         # Ctrl-C stops training at once, but never halfway through recording a trial.
         in_main_thread = threading.current_thread() is threading.main_thread()
         previous = None
@@ -181,6 +216,33 @@ class RLHF:
             if in_main_thread:
                 signal.signal(signal.SIGINT, previous or signal.default_int_handler)
         return self._load_best()
+
+    def _make_oracle(self, objective: keras_tuner.Objective) -> keras_tuner.Oracle:
+        if self.strategy == "trajectory":
+            return TrajectoryOracle(
+                objective=objective,
+                population_size=self.population_size,
+                segments=self.segments,
+                hyperparameters=self.search_space,
+                birth_only=BIRTH_ONLY,
+                seed=self.seed,
+                **self.oracle_kwargs,
+            )
+        return ReinforceOracle(
+            objective=objective,
+            max_trials=self.max_trials,
+            hyperparameters=self.search_space,
+            seed=self.seed,
+            **self.oracle_kwargs,
+        )
+
+    def _plan_text(self) -> str:
+        if self.strategy == "trajectory":
+            return (f"{self.population_size} members x {self.segments} segments of "
+                    f"{self.steps_per_trial} steps ({self.total_steps} training steps)")
+        if self.steps_per_trial:
+            return f"{self.max_trials} trials of {self.steps_per_trial} steps"
+        return f"{self.max_trials} trials of {self.epochs_per_trial} epochs"
 
     def _report_interrupt(self) -> None:
         done = len(read_rows(self.project_dir / RESULTS_FILE))
@@ -206,7 +268,8 @@ class RLHF:
             return keras_tuner.Objective(self.objective, direction)
         return self.objective
 
-    def _prepare_directory(self, info: data_module.DataInfo, objective: Any) -> None:
+    def _prepare_directory(self, info: data_module.DataInfo, objective: Any,
+                           architecture: list[str]) -> None:
         """Refuses a folder it can't use, before anything in it is written or deleted."""
         fingerprint = {
             "data": info.name,
@@ -214,10 +277,16 @@ class RLHF:
             "objective": objective.name,
             "search_space": sorted(entry.name for entry in self.search_space.space),
             "epochs_per_trial": self.epochs_per_trial,
+            "strategy": self.strategy,
+            "budget_steps": self.budget_steps,
+            "population_size": self.population_size if self.strategy == "trajectory" else None,
+            "segments": self.segments if self.strategy == "trajectory" else None,
+            "architecture": architecture,
         }
         if self.oracle_kwargs.get("rungs") is not None:
             fingerprint["rungs"] = [int(r) for r in self.oracle_kwargs["rungs"]]
-        prepare_run_directory(self.project_dir, fingerprint, self.overwrite)
+        state_key = TRAJECTORY_KEY if self.strategy == "trajectory" else "reinforce"
+        prepare_run_directory(self.project_dir, fingerprint, self.overwrite, state_key)
 
     def _load_best(self) -> GAN:
         best_path = self.project_dir / BEST_MODEL_FILE
@@ -237,9 +306,15 @@ class RLHF:
 
     @property
     def best_hyperparameters(self) -> keras_tuner.HyperParameters:
+        """The best trial's hyperparameters (keras-tuner's `tuner/` bookkeeping left out).
+
+        For the trajectory search: the values of the best segment; `best_schedule` gives the
+        whole path that led to it."""
         tuner = self._require_tuner()
         if not tuner._is_worker():
-            return tuner.get_best_hyperparameters(1)[0]
+            hp = tuner.get_best_hyperparameters(1)[0]
+            hp.values = {k: v for k, v in hp.values.items() if not k.startswith("tuner/")}
+            return hp
         # A distributed worker: the chief may be gone once the search is over; use the table.
         objective = tuner.oracle.objective
         rows = [r for r in self.results if r["status"] == "COMPLETED" and r["score"] is not None]
@@ -249,6 +324,20 @@ class RLHF:
         hp = self.search_space.copy()
         hp.values = dict(pick(rows, key=lambda r: r["score"])["values"])
         return hp
+
+    @property
+    def best_schedule(self) -> list[dict[str, Any]]:
+        """The trajectory search's best lineage: a row per segment, birth to best, with the
+        hyperparameters it trained with (one row for the one-shot search)."""
+        tuner = self._require_tuner()
+        best = tuner.oracle.get_best_trials(1)
+        if not best:
+            return []
+        if isinstance(self.oracle, TrajectoryOracle):
+            return self.oracle.schedule_of(best[0].trial_id)
+        values = {k: v for k, v in best[0].hyperparameters.values.items()
+                  if not k.startswith("tuner/")}
+        return [{"trial_id": best[0].trial_id, **values}]
 
     @property
     def results(self) -> list[dict[str, Any]]:
@@ -271,3 +360,27 @@ def _has_weights_to_keep(gan: Any) -> bool:
         return gan.g_optimizer is not None and int(gan.g_optimizer.iterations) > 0
     parts = getattr(gan, "layers", [])
     return bool(parts) and all(getattr(p, "built", False) for p in parts)
+
+
+def default_budget_steps() -> int:
+    """The trajectory search's default budget: DEFAULT_BUDGET_STEPS, or the environment's
+    RLHF_KERAS_BUDGET_STEPS (for quick smoke runs of code that calls `RLHF()` as written)."""
+    value = os.environ.get(BUDGET_ENV, "").strip()
+    if not value:
+        return DEFAULT_BUDGET_STEPS
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{BUDGET_ENV} must be a positive integer (training steps), got "
+                         f"{value!r}.")
+    return int(value)
+
+
+def _architecture(gan: GAN) -> list[str]:
+    """The base generator and discriminator as layer names with units/filters: a run holds
+    one architecture, so a rerun with another is refused rather than mixed in."""
+    out = []
+    for part in (gan.generator, gan.discriminator):
+        for layer in getattr(part, "layers", []):
+            size = getattr(layer, "units", None) or getattr(layer, "filters", None)
+            out.append(type(layer).__name__ + (f"({size})" if size else ""))
+        out.append("|")
+    return out[:-1]

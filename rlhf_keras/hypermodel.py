@@ -115,6 +115,7 @@ class GANHyperModel(keras_tuner.HyperModel):
         seed: int,
         d_steps: int = 1,
         loss: str = "non_saturating",
+        steps_per_segment: int | None = None,
     ) -> None:
         super().__init__(name="gan")
         self.generator = generator
@@ -127,6 +128,8 @@ class GANHyperModel(keras_tuner.HyperModel):
         self.seed = seed
         self.d_steps = d_steps
         self.loss = loss
+        self.steps_per_segment = steps_per_segment
+        self.last_model: GAN | None = None  # the GAN `fit` trained last, for the tuner
         self.trial_seed = seed  # set by GANTuner before each trial is built
         self.trial_id: str | None = None  # likewise
 
@@ -168,9 +171,15 @@ class GANHyperModel(keras_tuner.HyperModel):
             callbacks.append(_PauseCallback(self.trial_id))
         kwargs.setdefault("epochs", self.epochs)
         kwargs.setdefault("shuffle", False)  # the dataset is already shuffled, with a seed
+        if self.steps_per_segment and "tuner/epochs" in hp.values:
+            # A trajectory segment: one "epoch" of exactly steps_per_segment batches.
+            dataset = dataset.repeat()
+            kwargs["steps_per_epoch"] = self.steps_per_segment
+        self.last_model = model
         history = model.fit(dataset, *args, callbacks=callbacks, **kwargs).history
         last = {name: float(values[-1]) for name, values in history.items() if values}
-        result = {name: last[name] for name in ("d_loss", "g_loss", "r_g", "r_d") if name in last}
+        result = {name: last[name] for name in ("d_loss", "g_loss", "r_g", "r_d", "d_real",
+                                                "d_fake") if name in last}
         result["epochs_trained"] = float(len(history.get("loss", [])))
         if not all(math.isfinite(v) for v in last.values()):
             # keras-tuner marks a NaN objective as failed; the oracle gives it the penalty.

@@ -24,6 +24,8 @@ import numpy as np
 
 REWARDS_PNG = "report_rewards.png"
 POLICY_PNG = "report_policy.png"
+LINEAGE_PNG = "report_lineage.png"
+SCHEDULE_PNG = "report_schedule.png"
 SAMPLES_PNG = "report_samples.png"
 REPORT_MD = "report.md"
 REWARDS_SIZE = (640, 400)  # pixels (width, height) of plot_rewards' figure
@@ -322,10 +324,12 @@ def read_run(run_dir: str | os.PathLike) -> dict[str, Any]:
     search = _read_json(run_dir / "search.json") if (run_dir / "search.json").is_file() else {}
     oracle = _read_json(run_dir / "oracle.json") if (run_dir / "oracle.json").is_file() else {}
     history = oracle.get("reinforce", {}).get("policy_history", []) if oracle else []
+    trajectory = oracle.get("trajectory", {}) if oracle else {}
     objective = search.get("objective") or "score"
     return {
         "rows": rows,
         "policy_history": history,
+        "trajectory": trajectory,
         "objective": objective,
         "direction": _direction(rows, objective),
         "search": search,
@@ -340,6 +344,69 @@ def best_row(rows: Sequence[Mapping[str, Any]], direction: str = "max") -> dict 
         return None
     pick = max if direction == "max" else min
     return dict(pick(done, key=lambda r: _number(r["score"])))
+
+
+def best_schedule(trajectory: Mapping[str, Any], best: Mapping[str, Any] | None
+                  ) -> list[dict[str, Any]]:
+    """The path of segments from a birth to the best trial, from oracle.json's decisions."""
+    decisions = trajectory.get("decisions", {})
+    trial_id = None if best is None else str(best["trial_id"])
+    path = []
+    while trial_id is not None and trial_id in decisions:
+        decision = decisions[trial_id]
+        path.append({"trial_id": trial_id, "generation": decision["generation"],
+                     **{k: v for k, v in decision["values"].items() if not k.startswith("tuner/")}})
+        trial_id = decision["parent"]
+    return path[::-1]
+
+
+def plot_lineage(trajectory: Mapping[str, Any], path: str | os.PathLike) -> Path:
+    """One row per member, one column per segment; a line joins each segment to its parent,
+    red where a member took over a better member's model. Colour: the segment's reward."""
+    decisions = trajectory.get("decisions", {})
+    if not decisions:
+        raise ValueError("no segment has started yet")
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    rewards = [d.get("reward") for d in decisions.values() if d.get("reward") is not None]
+    low, high = (min(rewards), max(rewards)) if rewards else (0.0, 1.0)
+    for decision in decisions.values():
+        x, y = decision["generation"], decision["member"]
+        parent = decision.get("parent")
+        if parent is not None and parent in decisions:
+            px, py = decisions[parent]["generation"], decisions[parent]["member"]
+            copied = decision.get("copied_from") is not None
+            ax.plot([px, x], [py, y], color="tab:red" if copied else "0.6",
+                    lw=2 if copied else 1, zorder=1)
+        reward = decision.get("reward")
+        shade = 0.5 if reward is None or high == low else (reward - low) / (high - low)
+        ax.scatter([x], [y], c=[[1 - shade, shade, 0.3]], s=40, zorder=2)
+    ax.set_xlabel("segment")
+    ax.set_ylabel("member")
+    ax.set_title("Lineage (red: took over a better member; green dots: larger reward)")
+    ax.set_yticks(sorted({d["member"] for d in decisions.values()}))
+    return _save_figure(fig, Path(path))
+
+
+def plot_schedule(schedule: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> Path:
+    """The best lineage's hyperparameters per segment: learning rates as log10, others as is."""
+    if not schedule:
+        raise ValueError("no completed segment yet")
+    names = [k for k in schedule[0] if k not in ("trial_id", "generation")
+             and isinstance(schedule[0][k], (int, float))]
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(names), 1, figsize=(7, 1.6 * len(names) + 0.6), sharex=True,
+                             squeeze=False)
+    steps = [row["generation"] for row in schedule]
+    for ax, name in zip(axes[:, 0], names, strict=True):
+        values = [float(row[name]) for row in schedule]
+        if name.endswith("lr"):
+            values, name = [math.log10(v) for v in values], f"log10 {name}"
+        ax.step(steps, values, where="post", marker="o")
+        ax.set_ylabel(name)
+    axes[-1, 0].set_xlabel("segment")
+    fig.suptitle("Hyperparameters of the best lineage, segment by segment")
+    return _save_figure(fig, Path(path))
 
 
 def write_report(run_dir: str | os.PathLike, n_samples: int = 64, seed: int = 0) -> Path:
@@ -389,6 +456,12 @@ def write_report(run_dir: str | os.PathLike, n_samples: int = 64, seed: int = 0)
         ("Reward per trial", lambda: plot_rewards(rows, run_dir / REWARDS_PNG, objective)),
         ("Policy over the search", lambda: plot_policy(run["policy_history"],
                                                        run_dir / POLICY_PNG)),
+    ) if not run["trajectory"] else (
+        ("Samples of the best model", lambda: _samples_png(run_dir, run, n_samples, seed)),
+        ("Lineage: which member took over from which, and when",
+         lambda: plot_lineage(run["trajectory"], run_dir / LINEAGE_PNG)),
+        ("The best lineage's hyperparameters over training",
+         lambda: plot_schedule(best_schedule(run["trajectory"], best), run_dir / SCHEDULE_PNG)),
     ):
         try:
             png = make()

@@ -27,8 +27,12 @@ import keras_tuner
 import numpy as np
 
 from rlhf_keras import board
-from rlhf_keras.compat import make_saves_atomic, released_gradient_functions, serve_oracle
-from rlhf_keras.gan import GAN
+from rlhf_keras.compat import (
+    load_weights_keeping_learning_rates,
+    make_saves_atomic,
+    released_gradient_functions,
+    serve_oracle,
+)
 from rlhf_keras.hypermodel import _test_pause
 from rlhf_keras.run_dir import (
     BEST_INFO_FILE,
@@ -41,7 +45,34 @@ from rlhf_keras.run_dir import (
 )
 
 
-class GANTuner(keras_tuner.Tuner):
+class ContinuingTuner(keras_tuner.Tuner):
+    """A keras-tuner Tuner that continues a parent trial's model, for any Keras model.
+
+    As keras-tuner's Hyperband tuner does: a trial whose values hold `tuner/trial_id` starts
+    from that trial's checkpoint (weights *and* optimizer state), and trains from epoch
+    `tuner/initial_epoch` to `tuner/epochs`. Unlike a plain reload, the trial's own learning
+    rates are put back after the checkpoint is loaded (Keras restores the parent's with the
+    optimizer state), so a schedule that changes a learning rate mid-training takes effect.
+    This is how `TrajectoryOracle` (and `ReinforceOracle(rungs=...)`) drive training.
+    """
+
+    def run_trial(self, trial: keras_tuner.engine.trial.Trial, *args: Any, **kwargs: Any) -> Any:
+        hp = trial.hyperparameters
+        if "tuner/epochs" in hp.values:
+            kwargs["epochs"] = int(hp.values["tuner/epochs"])
+            kwargs["initial_epoch"] = int(hp.values["tuner/initial_epoch"])
+        with released_gradient_functions():
+            return super().run_trial(trial, *args, **kwargs)
+
+    def _build_hypermodel(self, hp: keras_tuner.HyperParameters) -> keras.Model:
+        model = super()._build_hypermodel(hp)
+        parent = hp.values.get("tuner/trial_id")
+        if parent is not None:
+            load_weights_keeping_learning_rates(model, self._get_checkpoint_fname(parent))
+        return model
+
+
+class GANTuner(ContinuingTuner):
     """A keras-tuner Tuner for `GANHyperModel`: trains, scores and records each trial.
 
     Besides keras-tuner's own files it keeps, in the project directory, `results.json` (a row
@@ -62,6 +93,7 @@ class GANTuner(keras_tuner.Tuner):
         self._search_start = time.perf_counter()
         self._trial_start: dict[str, float] = {}
         self._critical = 0  # > 0 while a finished trial is being recorded
+        self._policy_logged = 0  # policy snapshots already written to TensorBoard
         self._interrupt_pending = False
 
     # ------------------------------------------------------------------ interrupts
@@ -106,40 +138,26 @@ class GANTuner(keras_tuner.Tuner):
         atomic_write_json(Path(self._get_tuner_fname()), self.get_state())
 
     def run_trial(self, trial: keras_tuner.engine.trial.Trial, *args: Any, **kwargs: Any) -> Any:
-        with released_gradient_functions():
-            return self._train_and_keep_best(trial, *args, **kwargs)
-
-    def _train_and_keep_best(
-        self, trial: keras_tuner.engine.trial.Trial, *args: Any, **kwargs: Any
-    ) -> dict[str, float]:
-        hp = trial.hyperparameters
+        """keras-tuner's `run_trial` (callbacks, TensorBoard + HParams, checkpoint), plus the
+        GAN's sample grids, then `best_model.keras` when the trial is the best so far."""
         self.hypermodel.trial_seed = self.hypermodel.seed + _trial_index(trial.trial_id)
         self.hypermodel.trial_id = trial.trial_id
-        gan = self._try_build(hp)
-        if "tuner/epochs" in hp.values:
-            # Multi-fidelity (ReinforceOracle(rungs=...)): train from tuner/initial_epoch to
-            # tuner/epochs, continuing the parent trial's weights when there is one.
-            kwargs["epochs"] = int(hp.values["tuner/epochs"])
-            kwargs["initial_epoch"] = int(hp.values["tuner/initial_epoch"])
-            parent = hp.values.get("tuner/trial_id")
-            if parent is not None:
-                gan.load_weights(self._get_checkpoint_fname(parent))
-        log_dir = Path(self.project_dir) / "logs" / f"trial_{trial.trial_id}"
-        callbacks = [
-            *kwargs.pop("callbacks", []),
-            keras.callbacks.TensorBoard(str(log_dir)),
-            board.SampleGridCallback(str(log_dir)),
-        ]
+        log_dir = Path(self.project_dir) / "logs"
+        tensorboard = keras.callbacks.TensorBoard(str(log_dir))
+        kwargs["callbacks"] = [*kwargs.pop("callbacks", []), tensorboard,
+                               board.SampleGridCallback(tensorboard=tensorboard)]
         kwargs["verbose"] = 1 if self.verbose >= 2 else 0
-        result = self.hypermodel.fit(hp, gan, *args, callbacks=callbacks, **kwargs)
-        self.save_model(trial.trial_id, gan)
-        if self._is_new_best(trial.trial_id, result):
+        results = super().run_trial(trial, *args, **kwargs)
+        result = results[-1] if isinstance(results, list) else results
+        gan = self.hypermodel.last_model
+        if gan is not None and self._is_new_best(trial.trial_id, result):
             project = Path(self.project_dir)
             atomic_save(gan, project / BEST_MODEL_FILE)
             score = _native(result.get(self.oracle.objective.name))
             atomic_write_json(project / BEST_INFO_FILE, {"trial_id": trial.trial_id,
                                                          "score": score})
-        return result
+        self.hypermodel.last_model = None
+        return results
 
     def _is_new_best(self, trial_id: str, result: dict[str, float]) -> bool:
         objective = self.oracle.objective
@@ -156,9 +174,6 @@ class GANTuner(keras_tuner.Tuner):
                 return False
         return True
 
-    def save_model(self, trial_id: str, model: GAN, step: int = 0) -> None:
-        model.save_weights(self._get_checkpoint_fname(trial_id))
-
     def on_trial_begin(self, trial: keras_tuner.engine.trial.Trial) -> None:
         super().on_trial_begin(trial)
         self._trial_start[trial.trial_id] = time.perf_counter()
@@ -169,26 +184,28 @@ class GANTuner(keras_tuner.Tuner):
             super().on_trial_end(trial)  # the oracle scores the trial and updates the policy
             _test_pause("trial_end", trial.trial_id)
             rows = self._record(trial.trial_id, seconds)
-        history = getattr(self.oracle, "policy_history", [])
         row = next(r for r in rows if r["trial_id"] == trial.trial_id)
-        board.log_trial_end(self._logs_dir, row, history[-1] if history else None)
+        self._log_trial(row, trial)
         if self.verbose:
             self._print_progress(rows, trial.trial_id)
 
     def _record(self, trial_id: str, seconds: float | None) -> list[dict[str, Any]]:
         path = Path(self.project_dir) / RESULTS_FILE
         trial = self.oracle.get_trial(trial_id)
-        reward = getattr(self.oracle, "rewards", {}).get(trial_id, {})
+        hp = trial.hyperparameters.values
         row = {
             "trial_id": trial_id,
             "status": str(trial.status),
+            "member": hp.get("tuner/member"),
+            "segment": hp.get("tuner/round") if "tuner/member" in hp else None,
+            "parent": hp.get("tuner/trial_id"),
             "values": {
                 k: _native(v)
                 for k, v in trial.hyperparameters.values.items()
                 if not k.startswith("tuner/")  # multi-fidelity bookkeeping, not a choice
             },
             "score": _native(trial.score),
-            "reward": _native(reward.get("reward")),
+            "reward": _native(trial_reward(self.oracle, trial_id)),
             "seconds": None if seconds is None else round(seconds, 2),
             "metrics": {
                 name: _native(trial.metrics.get_last_value(name))
@@ -199,6 +216,9 @@ class GANTuner(keras_tuner.Tuner):
         with locked(path):
             rows = [r for r in read_rows(path) if r["trial_id"] != trial_id]
             rows.append(row)
+            for other in rows:  # a generation's rewards are known once all of it has ended
+                if other["reward"] is None:
+                    other["reward"] = _native(trial_reward(self.oracle, other["trial_id"]))
             rows.sort(key=lambda r: _trial_index(r["trial_id"]))
             atomic_write_json(path, rows)
         return rows
@@ -227,8 +247,20 @@ class GANTuner(keras_tuner.Tuner):
         if not self._is_worker():
             self._recover_rows()
         self._rows_at_start = len(read_rows(Path(self.project_dir) / RESULTS_FILE))
-        # get_space() also works on a worker, whose oracle is a client of the chief's.
-        board.log_search_config(self._logs_dir, self.oracle.get_space(), self.oracle.objective.name)
+
+    def _log_trial(self, row: dict[str, Any], trial: keras_tuner.engine.trial.Trial) -> None:
+        """The trial's score and reward into keras-tuner's TensorBoard run for it (beside its
+        HParams session and curves), and the policy after an update into `logs/policy`."""
+        step = int(trial.hyperparameters.values.get("tuner/round", 0))
+        run = Path(self._get_tensorboard_dir(self._logs_dir, trial.trial_id, 0))
+        board.log_scalars(run, {"score": row["score"], "reward": row["reward"],
+                                **{k: row["metrics"].get(k) for k in ("fid", "modes")}}, step)
+        oracle = self.oracle
+        history = getattr(oracle, "history", None) or getattr(oracle, "policy_history", None)
+        for snapshot in (history or [])[self._policy_logged:]:
+            board.log_policy(self._logs_dir / board.POLICY_SUBDIR, snapshot.get("policy", {}),
+                             int(snapshot.get("generation", snapshot.get("update", 0))))
+        self._policy_logged = len(history or [])
 
     @property
     def _logs_dir(self) -> Path:
@@ -267,3 +299,11 @@ def _clock(seconds: float) -> str:
     return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
+
+
+def trial_reward(oracle: keras_tuner.Oracle, trial_id: str) -> float | None:
+    """The reward the oracle's policy learned from for a trial (None until it has)."""
+    decisions = getattr(oracle, "decisions", None)  # TrajectoryOracle
+    if decisions is not None:
+        return decisions.get(trial_id, {}).get("reward")
+    return getattr(oracle, "rewards", {}).get(trial_id, {}).get("reward")  # ReinforceOracle

@@ -25,7 +25,8 @@ CLI = [sys.executable, "-m", "rlhf_keras.cli"]
 
 def finetune_args(run_dir: Path, trials: int, seed: int = 0) -> list[str]:
     """The `finetune` arguments (after the program name) of a tiny ring8 search."""
-    return ["finetune", "--data", "ring8", "--arch", "small", "--trials", str(trials),
+    return ["finetune", "--data", "ring8", "--arch", "small", "--strategy", "oneshot",
+            "--trials", str(trials),
             "--epochs-per-trial", "1", "--batch-size", "1024", "--latent-dim", "8",
             "--dir", str(run_dir), "--seed", str(seed)]
 

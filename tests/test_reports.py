@@ -22,7 +22,7 @@ def run_dir(tmp_path_factory) -> Path:
     """A real 3-trial search on ring8 (about 10 s): results.json, oracle.json, best model."""
     keras.utils.set_random_seed(0)
     generator, discriminator = architectures.small_mlp((2,), latent_dim=4, hidden=16)
-    rlhf = RLHF(max_trials=3, epochs_per_trial=1, batch_size=512, data="ring8",
+    rlhf = RLHF(strategy="oneshot", max_trials=3, epochs_per_trial=1, batch_size=512, data="ring8",
                 directory=tmp_path_factory.mktemp("runs"), seed=0, verbose=0)
     rlhf.finetune(GAN(generator, discriminator, seed=0))
     return rlhf.project_dir
@@ -150,7 +150,7 @@ def test_log_run_writes_hparams_sessions_and_the_policy_from_the_directory(run_d
     # Make it a run from before the tuner wrote these summaries itself: keep only Keras's logs.
     shutil.rmtree(copy / "logs" / "policy")
     for events_file in (copy / "logs").glob("**/events.out.tfevents.*"):
-        if events_file.parent.name not in ("train", "samples"):
+        if events_file.parent.name not in ("train", "samples", "execution0"):
             events_file.unlink()
     logs = board.log_run(copy)
     assert logs == copy / "logs"
@@ -173,8 +173,11 @@ def test_log_run_writes_hparams_sessions_and_the_policy_from_the_directory(run_d
         assert start.hparams["g_width"].number_value == row["values"]["g_width"]
         reward = tf.make_ndarray(acc.Tensors("reward")[0].tensor_proto)
         assert float(reward) == pytest.approx(row["reward"], rel=1e-6)
-        assert "epoch_d_loss" in events(logs / f"trial_{row['trial_id']}" / "train").Tags()[
-            "tensors"]  # the tuner's Keras TensorBoard callback, in the same session
+        # keras-tuner's run for the trial: Keras's curves and the tuner's score and reward.
+        tuner_run = logs / str(row["trial_id"]) / "execution0"
+        assert "epoch_d_loss" in events(tuner_run / "train").Tags()["tensors"]
+        score = tf.make_ndarray(events(tuner_run).Tensors("score")[0].tensor_proto)
+        assert float(score) == pytest.approx(row["score"], rel=1e-6)
     policy = events(logs / "policy")
     history = reports.read_run(copy)["policy_history"]
     steps = [e.step for e in policy.Tensors("g_width/p=1.0")]

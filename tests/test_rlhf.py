@@ -66,7 +66,9 @@ def ring_gan() -> GAN:
 
 def test_the_first_articles_snippet_runs_as_written(tmp_path):
     """Acceptance: `from rlhf import RLHF; RLHF().finetune(gan)` on a fresh process, offline."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", RLHF_KERAS_OFFLINE="1")
+    # The default search as written, on a budget of 10 steps a segment so the test stays short.
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", RLHF_KERAS_OFFLINE="1",
+               RLHF_KERAS_BUDGET_STEPS="320")
     script = tmp_path / "article.py"
     script.write_text(ARTICLE_SNIPPET + CHECK)
     result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env,
@@ -74,18 +76,19 @@ def test_the_first_articles_snippet_runs_as_written(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["type"] == "GAN" and report["shape"] == [8, 784] and report["in_range"]
-    assert report["trials"] == 8
+    assert report["trials"] == 32  # 4 members x 8 segments
     assert set(report["best"]) == {"g_lr", "d_lr", "g_width", "d_width", "beta_1"}
-    assert "[8/8]" in result.stdout and "objective fid (min)" in result.stdout
+    assert "[32/32]" in result.stdout and "objective fid (min)" in result.stdout
+    assert "320 training steps" in result.stdout
     run = tmp_path / "rlhf_runs" / "rlhf"
     assert isinstance(keras.models.load_model(run / "best_model.keras"), GAN)
-    assert len(list((run / "logs").glob("trial_*"))) == 8
+    assert len([d for d in (run / "logs").iterdir() if d.name.isdigit()]) == 32
 
 
 @pytest.fixture(scope="module")
 def ring_search(tmp_path_factory):
     directory = tmp_path_factory.mktemp("runs")
-    rlhf = RLHF(search_space=small_space(), max_trials=3, epochs_per_trial=1, batch_size=256,
+    rlhf = RLHF(search_space=small_space(), strategy="oneshot", max_trials=3, epochs_per_trial=1, batch_size=256,
                 data="ring8", directory=directory, seed=0, verbose=1)
     best = rlhf.finetune(ring_gan())
     return rlhf, best, directory
@@ -115,7 +118,7 @@ def test_calling_again_resumes_without_rerunning_trials(ring_search):
     rlhf, _, directory = ring_search
     before = rlhf.oracle.policy_parameters()
     finished = rlhf.results
-    again = RLHF(search_space=small_space(), max_trials=4, epochs_per_trial=1, batch_size=256,
+    again = RLHF(search_space=small_space(), strategy="oneshot", max_trials=4, epochs_per_trial=1, batch_size=256,
                  data="ring8", directory=directory, seed=0, verbose=0)
     again.finetune(ring_gan())
     rows = again.results
@@ -128,7 +131,7 @@ def test_calling_again_resumes_without_rerunning_trials(ring_search):
 def test_a_different_search_in_the_same_folder_is_refused(ring_search):
     _, _, directory = ring_search
     listing = sorted(p.name for p in (directory / "rlhf").iterdir())
-    other = RLHF(max_trials=2, epochs_per_trial=1, data="ring8", directory=directory, verbose=0)
+    other = RLHF(strategy="oneshot", max_trials=2, epochs_per_trial=1, data="ring8", directory=directory, verbose=0)
     with pytest.raises(ValueError, match=r"holds a different search.*search_space.*overwrite=True"):
         other.finetune(ring_gan())
     assert sorted(p.name for p in (directory / "rlhf").iterdir()) == listing
@@ -147,7 +150,7 @@ def _train_step_graphs() -> int:
 def test_finished_trials_release_their_train_step_graphs(tmp_path):
     # Without the release, TensorFlow's gradient registry keeps each trial's traced train step.
     before = _train_step_graphs()
-    rlhf = RLHF(search_space=small_space(), max_trials=3, epochs_per_trial=1, batch_size=1024,
+    rlhf = RLHF(search_space=small_space(), strategy="oneshot", max_trials=3, epochs_per_trial=1, batch_size=1024,
                 data="ring8", directory=tmp_path, seed=0, verbose=0)
     rlhf.finetune(ring_gan())
     assert len(rlhf.results) == 3
@@ -158,7 +161,7 @@ def test_a_diverging_trial_is_penalised_and_the_search_completes(tmp_path):
     hp = keras_tuner.HyperParameters()
     hp.Choice("g_lr", [1e-3, 1e10])  # 1e10 blows the generator up at once
     hp.Fixed("d_lr", 1e10)
-    rlhf = RLHF(search_space=hp, max_trials=2, epochs_per_trial=3, batch_size=256, data="ring8",
+    rlhf = RLHF(search_space=hp, strategy="oneshot", max_trials=2, epochs_per_trial=3, batch_size=256, data="ring8",
                 directory=tmp_path, seed=1, verbose=0)
     with pytest.raises(RuntimeError, match="No trial finished with a finite score"):
         rlhf.finetune(ring_gan())
@@ -206,7 +209,7 @@ def test_unsupported_hyperparameter_is_named():
 
 def test_data_the_generator_cannot_produce_fails_before_any_trial(tmp_path):
     gan = GAN(*architectures.seed_mlp(), seed=0)  # makes 784-pixel images
-    rlhf = RLHF(max_trials=1, data="ring8", directory=tmp_path, verbose=0)
+    rlhf = RLHF(strategy="oneshot", max_trials=1, data="ring8", directory=tmp_path, verbose=0)
     with pytest.raises(ValueError, match=r"\(2,\).*784"):
         rlhf.finetune(gan)
     assert list(tmp_path.iterdir()) == []
@@ -219,7 +222,7 @@ def test_snippet_constant_matches_the_article():
 
 def test_rungs_continue_promising_trials_from_their_weights(tmp_path):
     """Multi-fidelity: rung-1 trials train 1 epoch; promoted ones continue to epochs_per_trial."""
-    rlhf = RLHF(search_space=small_space(), max_trials=5, epochs_per_trial=2, batch_size=512,
+    rlhf = RLHF(search_space=small_space(), strategy="oneshot", max_trials=5, epochs_per_trial=2, batch_size=512,
                 data="ring8", directory=tmp_path, seed=0, verbose=0, rungs=(1, 2),
                 reduction_factor=2)
     rlhf.finetune(ring_gan())
@@ -239,4 +242,27 @@ def test_rungs_continue_promising_trials_from_their_weights(tmp_path):
 
 def test_rungs_must_end_at_a_full_trial():
     with pytest.raises(ValueError, match=r"must end at epochs_per_trial=3.*rungs=\(1, 3\)"):
-        RLHF(epochs_per_trial=3, rungs=(1, 2))
+        RLHF(strategy="oneshot", epochs_per_trial=3, rungs=(1, 2))
+
+
+def test_trajectory_search_spends_exactly_its_budget_and_continues_each_member(tmp_path):
+    rlhf = RLHF(search_space=small_space(), budget_steps=600, population_size=2, segments=3,
+                batch_size=256, data="ring8", directory=tmp_path, seed=0, verbose=0)
+    best = rlhf.finetune(ring_gan())
+    assert rlhf.strategy == "trajectory" and rlhf.steps_per_trial == 100
+    rows = rlhf.results
+    assert len(rows) == 6 and rlhf.total_steps == 600
+    assert sorted((r["member"], r["segment"]) for r in rows) == [
+        (m, s) for m in (0, 1) for s in (0, 1, 2)]
+    by_id = {r["trial_id"]: r for r in rows}
+    for row in rows:  # every later segment continues a segment of the generation before
+        if row["segment"]:
+            assert by_id[row["parent"]]["segment"] == row["segment"] - 1
+    # The best GAN has trained for its whole lineage: (segment + 1) x 100 steps.
+    best_row = min((r for r in rows if r["score"] is not None), key=lambda r: -r["score"])
+    assert int(best.g_optimizer.iterations) == (best_row["segment"] + 1) * 100
+    schedule = rlhf.best_schedule
+    assert [s["generation"] for s in schedule] == list(range(best_row["segment"] + 1))
+    assert schedule[-1]["trial_id"] == best_row["trial_id"]
+    # Every reward is in the table once its generation has ended.
+    assert all(r["reward"] is not None for r in rows)

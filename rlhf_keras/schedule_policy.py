@@ -1,0 +1,222 @@
+"""pi_theta(a | s): a state-conditioned policy that picks a training segment's hyperparameters.
+
+The search room's trajectory policy, pure NumPy. Before each segment of a member's training it
+sees a state `s` (how far training is, how good the member is against the population and
+whether it is improving, what the discriminator says) and chooses, for every hyperparameter
+that may change mid-training, one categorical action:
+
+* a continuous hyperparameter (a learning rate) *moves* on its unit scale (log scale for
+  `sampling="log"`): down one step, stay, or up one step (`step=0.1` is a factor of 2 on a
+  1e-5..1e-2 log range). Its head also sees where the value is now.
+* a finite one (`Choice`, `Boolean`, `Int`/`Float` with a small step grid) picks its value.
+
+Each head is a linear softmax, `logits = W s + c * onehot(keep)`, where `keep` is the action
+that leaves the value as it is and `c` (learned, starting at `stickiness`) makes keeping the
+current value the default: a schedule changes when the evidence says so, not at random.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from keras_tuner.engine import hyperparameters as hp_module
+
+from rlhf_keras.reinforce import (
+    categorical_grad_entropy,
+    categorical_grad_log_prob,
+    softmax,
+)
+
+# What the policy sees; missing measurements (a non-GAN model has no D(x)) read as 0.
+STATE_FEATURES = (
+    "bias",  # 1
+    "progress",  # segment index / segments, in [0, 1)
+    "rank",  # the member's quality rank in the population, centred, in [-1, 1]
+    "trend",  # its last improvement minus the one before (speeding up or slowing down)
+    "d_gap",  # E[D(x)] - E[D(G(z))] over its last segment, in [-1, 1]
+    "d_fake",  # E[D(G(z))], in [0, 1]
+)
+MOVES = (-1, 0, 1)
+_UNIT_TOP = 1.0 - 1e-9
+
+
+def _native(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _grid(hp: hp_module.HyperParameter, max_grid: int = 64) -> list[Any] | None:
+    if isinstance(hp, (hp_module.Choice, hp_module.Boolean)):
+        return [_native(v) for v in hp.values]
+    if isinstance(hp, (hp_module.Int, hp_module.Float)) and hp.step is not None:
+        n_values = hp._get_n_values()
+        if n_values <= max_grid:
+            cast = int if isinstance(hp, hp_module.Int) else float
+            return [cast(hp._get_value_by_index(i)) for i in range(n_values)]
+    return None
+
+
+class _Head:
+    """One hyperparameter's linear softmax: weights (actions x inputs) and stickiness c."""
+
+    def __init__(self, hp: hp_module.HyperParameter, n_inputs: int, stickiness: float):
+        self.hp = hp
+        self.grid = _grid(hp)
+        n_actions = len(self.grid) if self.grid is not None else len(MOVES)
+        self.weights = np.zeros((n_actions, n_inputs))
+        self.stickiness = float(stickiness)
+
+    @property
+    def moves(self) -> bool:
+        return self.grid is None
+
+    def inputs(self, state: np.ndarray, value: Any) -> np.ndarray:
+        """The state, plus the value's centred position on its unit scale for moving heads."""
+        position = 0.0
+        if self.moves:
+            position = 2.0 * float(self.hp.value_to_prob(value)) - 1.0
+        return np.append(state, position)
+
+    def keep_index(self, value: Any) -> int:
+        if self.moves:
+            return MOVES.index(0)
+        return self.grid.index(value) if value in self.grid else -1
+
+    def probabilities(self, state: np.ndarray, value: Any) -> np.ndarray:
+        logits = self.weights @ self.inputs(state, value)
+        keep = self.keep_index(value)
+        if keep >= 0:
+            logits[keep] += self.stickiness
+        return softmax(logits)
+
+    def apply(self, index: int, value: Any, step: float) -> Any:
+        """The hyperparameter's new value after action `index`."""
+        if not self.moves:
+            return self.grid[index]
+        unit = float(self.hp.value_to_prob(value)) + MOVES[index] * step
+        return _native(self.hp.prob_to_value(min(max(unit, 0.0), _UNIT_TOP)))
+
+    def get_state(self) -> dict[str, Any]:
+        return {"hp": hp_module.serialize(self.hp), "weights": self.weights.tolist(),
+                "stickiness": self.stickiness}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> _Head:
+        weights = np.asarray(state["weights"], dtype=np.float64)
+        head = cls(hp_module.deserialize(copy.deepcopy(state["hp"])), weights.shape[1],
+                   state["stickiness"])
+        head.weights = weights
+        return head
+
+
+class SchedulePolicy:
+    """pi_theta(a | s) over the mid-training hyperparameters of a search space.
+
+    Args:
+        step: How far one move shifts a continuous hyperparameter on its unit scale.
+        stickiness: Initial logit bonus of keeping the current value (learned).
+    """
+
+    def __init__(self, step: float = 0.1, stickiness: float = 1.0) -> None:
+        if not (isinstance(step, (int, float)) and 0 < step <= 0.5):
+            raise ValueError(f"step must be in (0, 0.5] (unit scale), got {step!r}.")
+        if not (isinstance(stickiness, (int, float)) and math.isfinite(stickiness)):
+            raise ValueError(f"stickiness must be a finite number, got {stickiness!r}.")
+        self.step = float(step)
+        self.initial_stickiness = float(stickiness)
+        self.heads: dict[str, _Head] = {}
+        self.updates = 0
+
+    def ensure(self, hp: hp_module.HyperParameter) -> None:
+        if hp.name not in self.heads:
+            self.heads[hp.name] = _Head(hp, len(STATE_FEATURES) + 1, self.initial_stickiness)
+
+    # ---------------------------------------------------------------- acting
+    def sample(self, state: np.ndarray, values: Mapping[str, Any], names: Sequence[str],
+               rng: np.random.Generator) -> tuple[dict[str, Any], dict[str, int]]:
+        """Draws a ~ pi(. | s) for the hyperparameters `names`, starting from `values`.
+
+        Returns:
+            `(new_values, action)`: `values` with the chosen changes, and `{name: index}`.
+        """
+        new_values = dict(values)
+        action: dict[str, int] = {}
+        for name in names:
+            head = self.heads[name]
+            probs = head.probabilities(state, values[name])
+            index = int(rng.choice(len(probs), p=probs))
+            action[name] = index
+            new_values[name] = head.apply(index, values[name], self.step)
+        return new_values, action
+
+    def log_prob(self, state: np.ndarray, values: Mapping[str, Any],
+                 action: Mapping[str, int]) -> float:
+        """log pi(a | s) = sum over heads of log softmax(logits)[a]."""
+        return float(sum(math.log(max(self.heads[n].probabilities(state, values[n])[i], 1e-300))
+                         for n, i in action.items()))
+
+    # ---------------------------------------------------------------- gradients
+    def grad_log_prob(self, state: np.ndarray, values: Mapping[str, Any],
+                      action: Mapping[str, int]) -> dict[str, np.ndarray]:
+        """grad_theta log pi(a | s) per parameter block (`"<name>/W"`, `"<name>/c"`)."""
+        grads = {}
+        for name, index in action.items():
+            head = self.heads[name]
+            value = values[name]
+            dlogits = categorical_grad_log_prob(head.probabilities(state, value), index)
+            grads[f"{name}/W"] = np.outer(dlogits, head.inputs(state, value))
+            keep = head.keep_index(value)
+            grads[f"{name}/c"] = np.array(dlogits[keep] if keep >= 0 else 0.0)
+        return grads
+
+    def grad_entropy(self, state: np.ndarray, values: Mapping[str, Any],
+                     names: Sequence[str]) -> dict[str, np.ndarray]:
+        """grad_theta H(pi(. | s)) per parameter block."""
+        grads = {}
+        for name in names:
+            head = self.heads[name]
+            value = values[name]
+            dlogits = categorical_grad_entropy(head.probabilities(state, value))
+            grads[f"{name}/W"] = np.outer(dlogits, head.inputs(state, value))
+            keep = head.keep_index(value)
+            grads[f"{name}/c"] = np.array(dlogits[keep] if keep >= 0 else 0.0)
+        return grads
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        params = {}
+        for name, head in self.heads.items():
+            params[f"{name}/W"] = head.weights
+            params[f"{name}/c"] = np.array(head.stickiness)
+        return params
+
+    def set_parameters(self, params: Mapping[str, np.ndarray]) -> None:
+        for name, head in self.heads.items():
+            head.weights = np.asarray(params[f"{name}/W"], dtype=np.float64)
+            head.stickiness = float(params[f"{name}/c"])
+
+    # ---------------------------------------------------------------- reading
+    def summary(self, state: np.ndarray, values: Mapping[str, Any]) -> dict[str, dict[str, float]]:
+        """Per head, the action probabilities in state `s` from `values`, named."""
+        out = {}
+        for name, head in self.heads.items():
+            if name not in values:
+                continue
+            probs = head.probabilities(state, values[name])
+            labels = ([{-1: "down", 0: "keep", 1: "up"}[m] for m in MOVES] if head.moves
+                      else [str(v) for v in head.grid])
+            out[name] = {label: float(p) for label, p in zip(labels, probs, strict=True)}
+        return out
+
+    def get_state(self) -> dict[str, Any]:
+        return {"step": self.step, "stickiness": self.initial_stickiness, "updates": self.updates,
+                "heads": {name: head.get_state() for name, head in self.heads.items()}}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> SchedulePolicy:
+        policy = cls(step=state["step"], stickiness=state["stickiness"])
+        policy.updates = int(state["updates"])
+        policy.heads = {name: _Head.from_state(h) for name, h in state["heads"].items()}
+        return policy

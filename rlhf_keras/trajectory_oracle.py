@@ -1,0 +1,416 @@
+"""`TrajectoryOracle`: a policy that steers training as it goes, as a keras-tuner Oracle.
+
+The search room's default strategy. A population of `population_size` members trains side by
+side, each for `segments` segments. Every trial is one segment of one member and continues its
+parent trial's model, with keras-tuner's Hyperband keys (`tuner/trial_id`, `tuner/epochs`,
+`tuner/initial_epoch`; one "epoch" is one segment), so any Tuner that honours them (`rlhf_keras.
+ContinuingTuner`, keras-tuner's Hyperband tuners) continues training instead of restarting.
+
+Generation by generation (all members train segment t before any trains t + 1):
+
+1. **Birth** (segment 0): each member's hyperparameters, widths included, are drawn from a
+   state-less policy (`HyperparameterPolicy`).
+2. **Exploit**: after a segment, the worst `exploit_fraction` of the members take over the model
+   (weights and optimizer state) of the best ones, as in population based training.
+3. **Act**: before each later segment, pi_theta(a | s) (`SchedulePolicy`) chooses how every
+   member goes on (learning rates up/keep/down, choices such as beta_1) from its state s:
+   progress, rank, trend, discriminator statistics.
+4. **Learn**: once a generation has ended, each segment's reward is the quality it added (its
+   score minus its parent's, signed by the objective's direction); the policy takes one
+   REINFORCE step with the population's mean reward as baseline (`rlhf_keras.reinforce`).
+
+Every action is drawn from the current policy and learned from before the policy changes again,
+so every update is on-policy. The best segment of any trajectory is the search's best trial
+(keras-tuner's `get_best_trials`), so a run that degrades late keeps its best point.
+
+All state lives in Oracle methods keyed by trial id and is saved in `oracle.json`, so a killed
+search resumes with the same policy, and distributed workers (one member each) share it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import keras_tuner
+import numpy as np
+from keras_tuner.engine import trial as trial_module
+
+from rlhf_keras import reinforce
+from rlhf_keras.policy import HyperparameterPolicy, centred_rank
+from rlhf_keras.schedule_policy import STATE_FEATURES, SchedulePolicy
+
+TrialStatus = trial_module.TrialStatus
+STATE_KEY = "trajectory"
+
+
+class TrajectoryOracle(keras_tuner.Oracle):
+    """Population-based training whose schedule is a REINFORCE policy over training states.
+
+    Args:
+        objective: As for `keras_tuner.Oracle`.
+        population_size: Members training side by side (>= 2 for the exploit step).
+        segments: Segments per member; `max_trials = population_size * segments`.
+        hyperparameters: The search space (`keras_tuner.HyperParameters`).
+        birth_only: Names of hyperparameters fixed at birth (they change the model's shape,
+            e.g. widths); all others may change before every segment.
+        exploit_fraction: Share of members that take over a better member's model after each
+            segment (the bottom ones copy the top ones), in [0, 0.5].
+        learning_rate: Step size alpha of both policies.
+        entropy_coef: Entropy bonus beta.
+        step: How far one move shifts a continuous hyperparameter on its unit scale.
+        stickiness: Initial preference of the schedule policy for keeping a value.
+        idle_wait: Seconds a worker waits before asking again while a generation finishes.
+        seed: Seed of every draw. None picks one (saved with the state).
+        max_retries_per_trial, max_consecutive_failed_trials, tune_new_entries,
+        allow_new_entries: As for `keras_tuner.Oracle`.
+    """
+
+    def __init__(
+        self,
+        objective: Any = None,
+        population_size: int = 4,
+        segments: int = 8,
+        hyperparameters: keras_tuner.HyperParameters | None = None,
+        birth_only: Sequence[str] = (),
+        exploit_fraction: float = 0.25,
+        learning_rate: float = 0.5,
+        entropy_coef: float = 0.1,
+        step: float = 0.1,
+        stickiness: float = 0.5,
+        idle_wait: float = 0.2,
+        seed: int | None = None,
+        max_retries_per_trial: int = 0,
+        max_consecutive_failed_trials: int | None = 3,
+        tune_new_entries: bool = True,
+        allow_new_entries: bool = True,
+    ) -> None:
+        for name, value, low in (("population_size", population_size, 1),
+                                 ("segments", segments, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an int >= {low}, got {value!r}.")
+        if not (isinstance(exploit_fraction, (int, float)) and 0 <= exploit_fraction <= 0.5):
+            raise ValueError(f"exploit_fraction must be in [0, 0.5], got {exploit_fraction!r}.")
+        if isinstance(birth_only, str):
+            raise ValueError(f"birth_only must be a list of names, got the string {birth_only!r}.")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ValueError(f"seed must be an int or None, got {seed!r}.")
+        # Built first: they validate learning_rate & co. before keras-tuner does any work.
+        self.birth_policy = HyperparameterPolicy(learning_rate=learning_rate,
+                                                 entropy_coef=entropy_coef)
+        self.policy = SchedulePolicy(step=step, stickiness=stickiness)
+        super().__init__(
+            objective=objective,
+            max_trials=population_size * segments,
+            hyperparameters=hyperparameters,
+            tune_new_entries=tune_new_entries,
+            allow_new_entries=allow_new_entries,
+            seed=seed,
+            max_retries_per_trial=max_retries_per_trial,
+            max_consecutive_failed_trials=max_consecutive_failed_trials,
+        )
+        if seed is not None:
+            self.seed = seed  # the base class turns seed=0 into a random one
+        self.population_size = population_size
+        self.segments = segments
+        self.birth_only = [str(name) for name in birth_only]
+        self.exploit_fraction = float(exploit_fraction)
+        self.learning_rate = float(learning_rate)
+        self.entropy_coef = float(entropy_coef)
+        self.idle_wait = float(idle_wait)
+        self._rng = np.random.default_rng(self.seed)
+        self.generations: list[list[str]] = []  # trial ids, by generation then member
+        self.decisions: dict[str, dict[str, Any]] = {}  # trial_id -> how it was chosen
+        self.plan: list[dict[str, Any]] = []  # the current generation's parents
+        self.learned: list[int] = []  # generations already learned from
+        self.history: list[dict[str, Any]] = []  # one record per learned generation
+
+    # ------------------------------------------------------------------ scheduling
+    def create_trial(self, tuner_id: str) -> trial_module.Trial:
+        """As keras-tuner's; a worker told to wait (IDLE) waits a moment, outside the lock."""
+        trial = super().create_trial(tuner_id)
+        if trial.status == TrialStatus.IDLE and self.idle_wait:
+            time.sleep(self.idle_wait)
+        return trial
+
+    def populate_space(self, trial_id: str) -> dict[str, Any]:
+        """The next member's segment: born, or continued from its (or a better) parent."""
+        if trial_id in self.decisions:  # asked again for the same trial: the same values
+            return {"status": TrialStatus.RUNNING,
+                    "values": dict(self.decisions[trial_id]["values"])}
+        current = self.generations[-1] if self.generations else None
+        if current is None or len(current) == self.population_size:
+            if current is not None and not self._ended(current):
+                return {"status": TrialStatus.IDLE, "values": None}
+            if len(self.generations) == self.segments:
+                return {"status": TrialStatus.STOPPED, "values": None}
+            if current is not None and len(self.generations) - 1 not in self.learned:
+                self._learn(len(self.generations) - 1)  # normally done in end_trial
+            self.plan = self._exploit(current) if current is not None else []
+            self.generations.append([])
+            current = self.generations[-1]
+        generation, member = len(self.generations) - 1, len(current)
+        decision = self._decide(generation, member)
+        self.decisions[trial_id] = decision
+        current.append(trial_id)
+        return {"status": TrialStatus.RUNNING, "values": dict(decision["values"])}
+
+    def _decide(self, generation: int, member: int) -> dict[str, Any]:
+        """Draws a member's hyperparameters for one segment (birth or policy action)."""
+        parent = self.plan[member]["parent"] if self.plan else None
+        fidelity = {"tuner/epochs": generation + 1, "tuner/initial_epoch": generation,
+                    "tuner/bracket": 0, "tuner/round": generation, "tuner/member": member}
+        if parent is None:
+            values, action = self.birth_policy.sample(self.hyperparameters, self._rng)
+            return {"kind": "birth", "generation": generation, "member": member,
+                    "parent": None, "copied_from": None, "action": action,
+                    "values": {**values, **fidelity}}
+        start = self._choices(self.trials[parent])
+        state = self._state(parent, generation)
+        names = [n for n in self._mutable(start)]
+        values, action = self.policy.sample(state, start, names, self._rng)
+        return {"kind": "segment", "generation": generation, "member": member,
+                "parent": parent, "copied_from": self.plan[member]["copied_from"],
+                "state": state.tolist(), "start": start, "action": action,
+                "values": {**values, **fidelity, "tuner/trial_id": parent}}
+
+    def _mutable(self, values: dict[str, Any]) -> list[str]:
+        """Active, non-fixed hyperparameters that may change mid-training."""
+        names = []
+        for hp in self.hyperparameters.space:
+            if hp.name in self.birth_only or hp.name not in values:
+                continue
+            if isinstance(hp, keras_tuner.engine.hyperparameters.Fixed):
+                continue
+            self.policy.ensure(hp)
+            names.append(hp.name)
+        return names
+
+    @staticmethod
+    def _choices(trial: trial_module.Trial) -> dict[str, Any]:
+        return {k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")}
+
+    def _ended(self, trial_ids: list[str]) -> bool:
+        ended = set(self.end_order)
+        return all(trial_id in ended for trial_id in trial_ids)
+
+    # ------------------------------------------------------------------ state and rewards
+    def quality(self, trial_id: str) -> float | None:
+        """The trial's score signed so that higher is better, or None if it failed."""
+        trial = self.trials[trial_id]
+        if trial.status != TrialStatus.COMPLETED or trial.score is None:
+            return None
+        if not math.isfinite(trial.score):
+            return None
+        return float(trial.score) if self.objective.direction == "max" else -float(trial.score)
+
+    def _state(self, parent: str, generation: int) -> np.ndarray:
+        """s: what the policy sees before a segment that continues `parent`."""
+        peers = self.generations[generation - 1]
+        mine = self.quality(parent)
+        others = [(1, q) for p in peers if p != parent and (q := self.quality(p)) is not None]
+        rank = centred_rank((1, mine), others) if mine is not None and others else 0.0
+        trend = self._trend(parent)
+        metrics = self.trials[parent].metrics
+        d_real = _last(metrics, "d_real")
+        d_fake = _last(metrics, "d_fake")
+        features = {
+            "bias": 1.0,
+            "progress": generation / self.segments,
+            "rank": rank,
+            "trend": trend,
+            "d_gap": (d_real - d_fake) if d_real is not None and d_fake is not None else 0.0,
+            "d_fake": d_fake if d_fake is not None else 0.0,
+        }
+        return np.array([float(np.clip(features[name], -1.0, 1.0)) for name in STATE_FEATURES])
+
+    def _trend(self, trial_id: str) -> float:
+        """Is the member's progress speeding up or slowing down? Its last reward minus the one
+        before, over the spread of its generation's rewards, squashed into [-1, 1]."""
+        decision = self.decisions[trial_id]
+        grand = decision["parent"]
+        if grand is None or "reward" not in decision or "reward" not in self.decisions[grand]:
+            return 0.0
+        peers = [self.decisions[t].get("reward", 0.0)
+                 for t in self.generations[decision["generation"]]]
+        spread = max(float(np.std(peers)), 1e-8 * max(1.0, float(np.abs(peers).max())))
+        return float(np.tanh((decision["reward"] - self.decisions[grand]["reward"]) / spread))
+
+    def _rewards(self, trial_ids: list[str]) -> list[float]:
+        """r_i: the quality each segment added (a birth: the quality it reached)."""
+        raw: list[float] = []
+        for trial_id in trial_ids:
+            quality = self.quality(trial_id)
+            parent = self.decisions[trial_id]["parent"]
+            base = self.quality(parent) if parent is not None else 0.0
+            raw.append(math.nan if quality is None or base is None else quality - base)
+        penalty = reinforce.failure_reward(raw)
+        return [r if math.isfinite(r) else penalty for r in raw]
+
+    # ------------------------------------------------------------------ learning
+    def end_trial(self, trial: trial_module.Trial) -> None:
+        """Ends a trial as keras-tuner does; the last of a generation triggers the update."""
+        super().end_trial(trial)
+        self._maybe_learn()
+
+    @keras_tuner.synchronized
+    def _maybe_learn(self) -> None:
+        if not self.generations:
+            return
+        generation = len(self.generations) - 1
+        current = self.generations[generation]
+        if (generation not in self.learned and len(current) == self.population_size
+                and self._ended(current)):
+            self._learn(generation)
+            self.save()
+
+    def _learn(self, generation: int) -> None:
+        """One REINFORCE step per policy on the segments of a finished generation."""
+        trial_ids = self.generations[generation]
+        rewards = self._rewards(trial_ids)
+        advantages = reinforce.population_advantages(rewards)
+        births, segments = [], []
+        for trial_id, reward, advantage in zip(trial_ids, rewards, advantages, strict=True):
+            decision = self.decisions[trial_id]
+            decision["reward"], decision["advantage"] = float(reward), float(advantage)
+            (births if decision["kind"] == "birth" else segments).append(decision)
+        if segments:
+            self._schedule_step(segments)
+        if births:
+            # theta <- theta + alpha * sum_i A_i grad log pi(a_i) / sqrt(n) (+ entropy)
+            batch = [(d["action"], self.birth_policy.log_prob(d["action"]), d["advantage"])
+                     for d in births if d["action"]]
+            self.birth_policy.reinforce_batch(batch, clip=math.inf)
+            self.birth_policy.updates += 1
+        self.learned.append(generation)
+        self.history.append({
+            "generation": generation,
+            "trial_ids": list(trial_ids),
+            "rewards": [float(r) for r in rewards],
+            "advantages": [float(a) for a in advantages],
+            "policy": self.policy_summary(),
+        })
+
+    def _schedule_step(self, decisions: list[dict[str, Any]]) -> None:
+        """theta <- theta + alpha * [ (1/N) sum_i A_i grad log pi(a_i | s_i) + beta grad H ]."""
+        states = [np.asarray(d["state"]) for d in decisions]
+        grad_log_probs = [self.policy.grad_log_prob(s, d["start"], d["action"])
+                          for s, d in zip(states, decisions, strict=True)]
+        gradient = reinforce.policy_gradient(grad_log_probs, [d["advantage"] for d in decisions])
+        entropy = reinforce.policy_gradient(
+            [self.policy.grad_entropy(s, d["start"], list(d["action"]))
+             for s, d in zip(states, decisions, strict=True)],
+            [1.0] * len(decisions),
+        )
+        new = reinforce.ascent_step(self.policy.parameters(), gradient, entropy,
+                                    self.learning_rate, self.entropy_coef)
+        self.policy.set_parameters(new)
+        self.policy.updates += 1
+
+    def _exploit(self, previous: list[str]) -> list[dict[str, Any]]:
+        """Parents for the next generation: the bottom members take over the top ones."""
+        plan = [{"parent": trial_id, "copied_from": None} for trial_id in previous]
+        scored = [(q, m) for m, trial_id in enumerate(previous)
+                  if (q := self.quality(trial_id)) is not None]
+        if not scored:
+            return [{"parent": None, "copied_from": None} for _ in previous]  # reborn
+        failed = [m for m, trial_id in enumerate(previous) if self.quality(trial_id) is None]
+        ranked = [m for _, m in sorted(scored, key=lambda item: (-item[0], item[1]))]
+        n_swap = 0
+        if self.exploit_fraction > 0 and len(ranked) >= 2:
+            n_swap = max(1, round(self.exploit_fraction * len(previous)))
+            n_swap = min(n_swap, len(ranked) // 2)
+        top = ranked[:max(n_swap, 1)]
+        bottom = ranked[len(ranked) - n_swap:] if n_swap else []
+        losers = failed + bottom  # a diverged member always restarts from a good one
+        for i, member in enumerate(losers):
+            source = top[i % len(top)]
+            plan[member] = {"parent": previous[source], "copied_from": source}
+        return plan
+
+    # ------------------------------------------------------------------ reading
+    @property
+    def updates(self) -> int:
+        return self.policy.updates
+
+    def policy_summary(self) -> dict[str, dict[str, float]]:
+        """The schedule policy's action probabilities at mid-training, for a median member,
+        from the space's defaults."""
+        state = np.zeros(len(STATE_FEATURES))
+        state[STATE_FEATURES.index("bias")] = 1.0
+        state[STATE_FEATURES.index("progress")] = 0.5
+        defaults = {hp.name: hp.default for hp in self.hyperparameters.space}
+        return self.policy.summary(state, defaults)
+
+    def lineage(self) -> list[dict[str, Any]]:
+        """A row per segment: trial, generation, member, parent trial, copied-from member."""
+        return [{"trial_id": trial_id, "generation": d["generation"], "member": d["member"],
+                 "parent": d["parent"], "copied_from": d["copied_from"],
+                 "quality": self.quality(trial_id) if trial_id in self.trials else None,
+                 "values": {k: v for k, v in d["values"].items() if not k.startswith("tuner/")}}
+                for trial_id, d in self.decisions.items()]
+
+    def schedule_of(self, trial_id: str) -> list[dict[str, Any]]:
+        """The hyperparameters of every segment on the path from a birth to `trial_id`."""
+        path = []
+        while trial_id is not None:
+            decision = self.decisions[trial_id]
+            path.append({"trial_id": trial_id, "generation": decision["generation"],
+                         **{k: v for k, v in decision["values"].items()
+                            if not k.startswith("tuner/")}})
+            trial_id = decision["parent"]
+        return path[::-1]
+
+    # ------------------------------------------------------------------ state
+    def get_state(self) -> dict[str, Any]:
+        state = super().get_state()
+        state[STATE_KEY] = {
+            "population_size": self.population_size,
+            "segments": self.segments,
+            "birth_only": self.birth_only,
+            "exploit_fraction": self.exploit_fraction,
+            "learning_rate": self.learning_rate,
+            "entropy_coef": self.entropy_coef,
+            "birth_policy": self.birth_policy.get_state(),
+            "policy": self.policy.get_state(),
+            "generations": self.generations,
+            "decisions": self.decisions,
+            "plan": self.plan,
+            "learned": self.learned,
+            "history": self.history,
+            "rng": self._rng.bit_generator.state,
+        }
+        return state
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        super().set_state(state)
+        ours = state[STATE_KEY]
+        self.population_size = int(ours["population_size"])
+        self.segments = int(ours["segments"])
+        self.birth_only = list(ours["birth_only"])
+        self.exploit_fraction = float(ours["exploit_fraction"])
+        self.learning_rate = float(ours["learning_rate"])
+        self.entropy_coef = float(ours["entropy_coef"])
+        self.birth_policy = HyperparameterPolicy.from_state(ours["birth_policy"])
+        self.policy = SchedulePolicy.from_state(ours["policy"])
+        self.generations = [list(g) for g in ours["generations"]]
+        self.decisions = ours["decisions"]
+        self.plan = ours["plan"]
+        self.learned = [int(g) for g in ours["learned"]]
+        self.history = ours["history"]
+        self._rng = np.random.default_rng()
+        self._rng.bit_generator.state = ours["rng"]
+
+    def reload(self) -> None:
+        """Reloads as keras-tuner does, then learns from a generation that ended unlearned."""
+        super().reload()
+        self._maybe_learn()
+
+
+def _last(metrics: Any, name: str) -> float | None:
+    if not metrics.exists(name):
+        return None
+    value = metrics.get_last_value(name)
+    return float(value) if value is not None and math.isfinite(value) else None

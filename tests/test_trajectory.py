@@ -1,0 +1,248 @@
+"""The trajectory search: update rules term by term, the schedule policy, the oracle.
+
+The learning tests use a synthetic training run whose best learning rate changes halfway
+(1e-2.5 early, 1e-3.7 late), so no fixed configuration can be best throughout; a segment is
+instant, so hundreds of them run in seconds through a real keras-tuner Tuner and Oracle.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import keras_tuner
+import numpy as np
+import pytest
+
+from rlhf_keras import reinforce
+from rlhf_keras.schedule_policy import STATE_FEATURES, SchedulePolicy
+from rlhf_keras.trajectory_oracle import TrajectoryOracle
+from rlhf_keras.tuner import ContinuingTuner
+
+SEGMENTS = 20
+EARLY, LATE, WIDTH = -2.5, -3.7, 0.5  # best log10(lr) before / after halfway; bump width
+
+
+def best_log_lr(segment: int) -> float:
+    return EARLY if segment < SEGMENTS // 2 else LATE
+
+
+def gain(lr: float, segment: int) -> float:
+    """What one segment adds: 1 at the segment's best learning rate, falling off around it."""
+    return math.exp(-((math.log10(lr) - best_log_lr(segment)) ** 2) / (2 * WIDTH**2))
+
+
+def lr_space() -> keras_tuner.HyperParameters:
+    hp = keras_tuner.HyperParameters()
+    hp.Float("lr", 1e-5, 1e-1, sampling="log", default=1e-3)
+    return hp
+
+
+class ScheduleTask(keras_tuner.engine.base_tuner.BaseTuner):
+    """Each trial is a training segment continuing its parent: quality += gain(lr, segment)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.quality: dict[str, float] = {}
+
+    def run_trial(self, trial, *args, **kwargs):
+        values = trial.hyperparameters.values
+        parent = values.get("tuner/trial_id")
+        start = self.quality[parent] if parent is not None else 0.0
+        self.quality[trial.trial_id] = start + gain(values["lr"], values["tuner/round"])
+        return {"score": self.quality[trial.trial_id]}
+
+
+def run_search(tmp_path, seed: int, population: int = 8, **kwargs) -> TrajectoryOracle:
+    oracle = TrajectoryOracle(objective=keras_tuner.Objective("score", "max"),
+                              population_size=population, segments=SEGMENTS,
+                              hyperparameters=lr_space(), seed=seed, **kwargs)
+    tuner = ScheduleTask(oracle=oracle, directory=str(tmp_path), project_name=f"s{seed}")
+    tuner.search(verbose=0)
+    return tuner.oracle
+
+
+def best_fixed_total() -> float:
+    grid = np.logspace(-5, -1, 401)
+    return max(sum(gain(lr, t) for t in range(SEGMENTS)) for lr in grid)
+
+
+# ---------------------------------------------------------------------------- update rules
+
+def test_population_baseline_centres_and_removes_a_common_shift():
+    rewards = [3.0, 5.0, 10.0, 2.0]
+    advantages = reinforce.population_advantages(rewards)
+    assert abs(advantages.sum()) < 1e-12
+    # What every member gained alike (training longer) teaches nothing: a frozen baseline
+    # would turn a common +100 into +100 for everyone.
+    np.testing.assert_allclose(reinforce.population_advantages([r + 100 for r in rewards]),
+                               advantages)
+    # Scale-free: an FID-sized reward moves the policy as far as a loss-sized one.
+    np.testing.assert_allclose(reinforce.population_advantages([r * 1000 for r in rewards]),
+                               advantages)
+    assert np.argmax(advantages) == 2 and np.argmin(advantages) == 3
+
+
+def test_failure_reward_is_below_every_finite_reward():
+    assert reinforce.failure_reward([1.0, 4.0, math.nan]) < 1.0
+    assert reinforce.failure_reward([math.nan]) == -1.0
+
+
+def test_policy_gradient_step_makes_a_rewarded_action_more_likely():
+    policy = SchedulePolicy(stickiness=0.0)
+    hp = lr_space().space[0]
+    policy.ensure(hp)
+    state = np.array([1.0, 0.5, 0.0, 0.0, 0.0, 0.0])
+    values = {"lr": 1e-3}
+    up, down = {"lr": 2}, {"lr": 0}
+    grads = [policy.grad_log_prob(state, values, up), policy.grad_log_prob(state, values, down)]
+    gradient = reinforce.policy_gradient(grads, [1.0, -1.0])
+    before = policy.log_prob(state, values, up)
+    policy.set_parameters(reinforce.ascent_step(policy.parameters(), gradient, {}, 0.5, 0.0))
+    assert policy.log_prob(state, values, up) > before + 0.1
+    assert policy.log_prob(state, values, down) < before - 0.1
+
+
+def test_entropy_bonus_spreads_a_peaked_policy():
+    policy = SchedulePolicy(stickiness=3.0)  # "keep" dominates
+    hp = lr_space().space[0]
+    policy.ensure(hp)
+    state = np.array([1.0, 0.5, 0.0, 0.0, 0.0, 0.0])
+
+    def entropy() -> float:
+        p = policy.heads["lr"].probabilities(state, 1e-3)
+        return float(-(p * np.log(p)).sum())
+
+    before = entropy()
+    bonus = policy.grad_entropy(state, {"lr": 1e-3}, ["lr"])
+    policy.set_parameters(reinforce.ascent_step(policy.parameters(), {}, bonus, 0.5, 1.0))
+    assert entropy() > before + 0.01
+
+
+def test_schedule_policy_gradients_match_finite_differences():
+    rng = np.random.default_rng(0)
+    policy = SchedulePolicy()
+    space = lr_space()
+    space.Choice("beta_1", [0.0, 0.5, 0.9], default=0.5)
+    for hp in space.space:
+        policy.ensure(hp)
+    for head in policy.heads.values():
+        head.weights = rng.normal(size=head.weights.shape)
+    state = rng.uniform(-1, 1, len(STATE_FEATURES))
+    values = {"lr": 3e-4, "beta_1": 0.5}
+    action = {"lr": 0, "beta_1": 2}
+    analytic = policy.grad_log_prob(state, values, action)
+    params = policy.parameters()
+    for key, value in params.items():
+        numeric = np.zeros_like(value, dtype=float)
+        for index in np.ndindex(value.shape):
+            for sign in (1, -1):
+                shifted = {k: np.array(v, dtype=float) for k, v in params.items()}
+                shifted[key][index] += sign * 1e-6
+                policy.set_parameters(shifted)
+                numeric[index] += sign * policy.log_prob(state, values, action) / 2e-6
+        policy.set_parameters(params)
+        np.testing.assert_allclose(analytic[key], numeric, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------- the oracle
+
+def test_trajectory_search_beats_the_best_fixed_learning_rate(tmp_path):
+    """Learning, not luck: on every seed the schedule found beats the best constant rate, and
+    the policy learned to lower the learning rate late in training rather than early."""
+    fixed = best_fixed_total()
+    for seed in (0, 1, 2):
+        oracle = run_search(tmp_path, seed)
+        best = oracle.get_best_trials(1)[0]
+        assert best.score > fixed + 1.0, (seed, best.score, fixed)
+        schedule = [row["lr"] for row in oracle.schedule_of(best.trial_id)]
+        assert len(schedule) == SEGMENTS
+        assert schedule[-1] < schedule[SEGMENTS // 2 - 1]  # lowered after the change
+
+
+def test_exploit_copies_the_best_member_and_every_action_is_learned_once(tmp_path):
+    oracle = run_search(tmp_path, seed=0, population=4)
+    assert len(oracle.trials) == 4 * SEGMENTS
+    assert oracle.learned == list(range(SEGMENTS))
+    assert oracle.policy.updates == SEGMENTS - 1  # generation 0 is births
+    copies = [row for row in oracle.lineage() if row["copied_from"] is not None]
+    assert len(copies) == SEGMENTS - 1  # one member of four taken over per generation
+    for row in copies:
+        parent = oracle.decisions[row["parent"]]
+        generation = oracle.generations[parent["generation"]]
+        scores = [oracle.quality(t) for t in generation]
+        assert oracle.quality(row["parent"]) == max(scores)
+        assert parent["member"] == row["copied_from"] != row["member"]
+
+
+def test_resumed_search_ends_with_the_same_policy(tmp_path):
+    straight = run_search(tmp_path / "a", seed=4, population=4)
+    oracle = TrajectoryOracle(objective=keras_tuner.Objective("score", "max"),
+                              population_size=4, segments=SEGMENTS,
+                              hyperparameters=lr_space(), seed=4)
+    tuner = ScheduleTask(oracle=oracle, directory=str(tmp_path / "b"), project_name="s4")
+    # Run a third of the search, then continue in a new tuner as a restarted process would.
+    for _ in range(27):
+        trial = tuner.oracle.create_trial(tuner.tuner_id)
+        tuner.on_trial_begin(trial)
+        tuner._try_run_and_update_trial(trial)
+        tuner.on_trial_end(trial)
+    again = TrajectoryOracle(objective=keras_tuner.Objective("score", "max"),
+                             population_size=4, segments=SEGMENTS,
+                             hyperparameters=lr_space(), seed=4)
+    resumed = ScheduleTask(oracle=again, directory=str(tmp_path / "b"), project_name="s4")
+    resumed.quality = dict(tuner.quality)
+    resumed.search(verbose=0)
+    assert resumed.oracle.policy.get_state() == straight.policy.get_state()
+    assert resumed.oracle.get_best_trials(1)[0].score == straight.get_best_trials(1)[0].score
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="population_size"):
+        TrajectoryOracle(objective="score", population_size=0)
+    with pytest.raises(ValueError, match="exploit_fraction"):
+        TrajectoryOracle(objective="score", exploit_fraction=0.9)
+    with pytest.raises(ValueError, match="birth_only"):
+        TrajectoryOracle(objective="score", birth_only="units")
+
+
+# ---------------------------------------------------------------------------- any Keras model
+
+def build_regressor(hp: keras_tuner.HyperParameters) -> keras.Model:
+    model = keras.Sequential([keras.Input((4,)),
+                              keras.layers.Dense(hp.Choice("units", [8, 16]), "relu"),
+                              keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(hp.Float("lr", 1e-3, 1e-1, sampling="log",
+                                                          default=1e-2)), loss="mse")
+    return model
+
+
+def test_the_schedule_oracle_drives_keras_tuner_for_a_non_gan_model(tmp_path):
+    """keras-tuner issue #410 asks for PBT: here it is for a plain Keras regression model."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(256, 4)).astype("float32")
+    y = (x @ np.array([1.0, -2.0, 0.5, 3.0], dtype="float32"))[:, None]
+    oracle = TrajectoryOracle(objective="val_loss", population_size=2, segments=3,
+                              birth_only=["units"], seed=0)
+    tuner = ContinuingTuner(oracle=oracle, hypermodel=build_regressor,
+                            directory=str(tmp_path), project_name="regression")
+    tuner.search(x, y, validation_data=(x, y), batch_size=32, verbose=0)
+    assert len(tuner.oracle.trials) == 6
+    last = [t for t in tuner.oracle.trials.values() if t.hyperparameters.values["tuner/round"] == 2]
+    for trial in last:
+        model = tuner.load_model(trial)
+        # Three segments of one epoch (8 batches) each: the optimizer state was carried on.
+        assert int(model.optimizer.iterations) == 3 * 8
+        # ... and the segment's own learning rate is in force, not its parent's.
+        assert float(model.optimizer.learning_rate) == pytest.approx(
+            trial.hyperparameters.values["lr"], rel=1e-6)
+    first = min(t.score for t in tuner.oracle.trials.values()
+                if t.hyperparameters.values["tuner/round"] == 0)
+    assert tuner.oracle.get_best_trials(1)[0].score < first  # training went on
+    # A plain keras_tuner.Tuner works with the oracle too (each segment then trains afresh).
+    plain = keras_tuner.Tuner(oracle=TrajectoryOracle(objective="val_loss", population_size=2,
+                                                      segments=2, seed=0),
+                              hypermodel=build_regressor, directory=str(tmp_path),
+                              project_name="plain")
+    plain.search(x, y, validation_data=(x, y), batch_size=32, verbose=0)
+    assert len(plain.oracle.trials) == 4
