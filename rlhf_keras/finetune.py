@@ -26,7 +26,6 @@ from rlhf_keras.trajectory_oracle import STATE_KEY as TRAJECTORY_KEY
 from rlhf_keras.trajectory_oracle import TrajectoryOracle
 from rlhf_keras.tuner import GANTuner
 
-
 STRATEGIES = ("trajectory", "oneshot")
 DEFAULT_BUDGET_STEPS = 20_000
 BUDGET_ENV = "RLHF_KERAS_BUDGET_STEPS"

@@ -135,7 +135,8 @@ def test_ctrl_c_in_the_python_api_saves_and_resumes(tmp_path, monkeypatch, capsy
     handler_before = signal.getsignal(signal.SIGINT)
 
     def rlhf() -> RLHF:
-        return RLHF(search_space=_small_space(), strategy="oneshot", max_trials=2, epochs_per_trial=1,
+        return RLHF(search_space=_small_space(), strategy="oneshot",
+                    max_trials=2, epochs_per_trial=1,
                     batch_size=1024, data="ring8", directory=tmp_path, seed=0, verbose=0)
 
     watcher = _interrupt_when(marker)
@@ -177,7 +178,8 @@ def test_ctrl_c_in_the_cli_gives_130_and_a_resume_command_without_overwrite(
 def test_a_diverging_trial_stops_after_one_epoch_is_penalised_and_the_search_goes_on(tmp_path):
     hp = keras_tuner.HyperParameters()
     hp.Choice("g_lr", [1e-3, 1e10])  # 1e10 sends the generator's weights to inf at once
-    rlhf = RLHF(search_space=hp, strategy="oneshot", max_trials=3, epochs_per_trial=2, batch_size=1024,
+    rlhf = RLHF(search_space=hp, strategy="oneshot",
+                max_trials=3, epochs_per_trial=2, batch_size=1024,
                 data="ring8", directory=tmp_path, seed=0, verbose=0)
     best = rlhf.finetune(_ring_gan())
     rows = rlhf.results

@@ -88,7 +88,8 @@ def test_the_first_articles_snippet_runs_as_written(tmp_path):
 @pytest.fixture(scope="module")
 def ring_search(tmp_path_factory):
     directory = tmp_path_factory.mktemp("runs")
-    rlhf = RLHF(search_space=small_space(), strategy="oneshot", max_trials=3, epochs_per_trial=1, batch_size=256,
+    rlhf = RLHF(search_space=small_space(), strategy="oneshot",
+                max_trials=3, epochs_per_trial=1, batch_size=256,
                 data="ring8", directory=directory, seed=0, verbose=1)
     best = rlhf.finetune(ring_gan())
     return rlhf, best, directory
@@ -118,7 +119,8 @@ def test_calling_again_resumes_without_rerunning_trials(ring_search):
     rlhf, _, directory = ring_search
     before = rlhf.oracle.policy_parameters()
     finished = rlhf.results
-    again = RLHF(search_space=small_space(), strategy="oneshot", max_trials=4, epochs_per_trial=1, batch_size=256,
+    again = RLHF(search_space=small_space(), strategy="oneshot",
+                 max_trials=4, epochs_per_trial=1, batch_size=256,
                  data="ring8", directory=directory, seed=0, verbose=0)
     again.finetune(ring_gan())
     rows = again.results
@@ -131,7 +133,8 @@ def test_calling_again_resumes_without_rerunning_trials(ring_search):
 def test_a_different_search_in_the_same_folder_is_refused(ring_search):
     _, _, directory = ring_search
     listing = sorted(p.name for p in (directory / "rlhf").iterdir())
-    other = RLHF(strategy="oneshot", max_trials=2, epochs_per_trial=1, data="ring8", directory=directory, verbose=0)
+    other = RLHF(strategy="oneshot",
+                 max_trials=2, epochs_per_trial=1, data="ring8", directory=directory, verbose=0)
     with pytest.raises(ValueError, match=r"holds a different search.*search_space.*overwrite=True"):
         other.finetune(ring_gan())
     assert sorted(p.name for p in (directory / "rlhf").iterdir()) == listing
@@ -150,7 +153,8 @@ def _train_step_graphs() -> int:
 def test_finished_trials_release_their_train_step_graphs(tmp_path):
     # Without the release, TensorFlow's gradient registry keeps each trial's traced train step.
     before = _train_step_graphs()
-    rlhf = RLHF(search_space=small_space(), strategy="oneshot", max_trials=3, epochs_per_trial=1, batch_size=1024,
+    rlhf = RLHF(search_space=small_space(), strategy="oneshot",
+                max_trials=3, epochs_per_trial=1, batch_size=1024,
                 data="ring8", directory=tmp_path, seed=0, verbose=0)
     rlhf.finetune(ring_gan())
     assert len(rlhf.results) == 3
@@ -161,7 +165,8 @@ def test_a_diverging_trial_is_penalised_and_the_search_completes(tmp_path):
     hp = keras_tuner.HyperParameters()
     hp.Choice("g_lr", [1e-3, 1e10])  # 1e10 blows the generator up at once
     hp.Fixed("d_lr", 1e10)
-    rlhf = RLHF(search_space=hp, strategy="oneshot", max_trials=2, epochs_per_trial=3, batch_size=256, data="ring8",
+    rlhf = RLHF(search_space=hp, strategy="oneshot",
+                max_trials=2, epochs_per_trial=3, batch_size=256, data="ring8",
                 directory=tmp_path, seed=1, verbose=0)
     with pytest.raises(RuntimeError, match="No trial finished with a finite score"):
         rlhf.finetune(ring_gan())
@@ -222,7 +227,8 @@ def test_snippet_constant_matches_the_article():
 
 def test_rungs_continue_promising_trials_from_their_weights(tmp_path):
     """Multi-fidelity: rung-1 trials train 1 epoch; promoted ones continue to epochs_per_trial."""
-    rlhf = RLHF(search_space=small_space(), strategy="oneshot", max_trials=5, epochs_per_trial=2, batch_size=512,
+    rlhf = RLHF(search_space=small_space(), strategy="oneshot",
+                max_trials=5, epochs_per_trial=2, batch_size=512,
                 data="ring8", directory=tmp_path, seed=0, verbose=0, rungs=(1, 2),
                 reduction_factor=2)
     rlhf.finetune(ring_gan())
