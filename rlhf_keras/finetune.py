@@ -19,8 +19,10 @@ from rlhf_keras.oracle import ReinforceOracle
 from rlhf_keras.run_dir import (
     BEST_MODEL_FILE,
     RESULTS_FILE,
+    check_project_name,
     prepare_run_directory,
     read_rows,
+    run_lock,
 )
 from rlhf_keras.trajectory_oracle import STATE_KEY as TRAJECTORY_KEY
 from rlhf_keras.trajectory_oracle import TrajectoryOracle
@@ -114,8 +116,10 @@ class RLHF:
         self.data = data
         self.objective = objective
         self.directory = Path(directory)
-        self.project_name = project_name or "rlhf"
+        self.project_name = check_project_name("rlhf" if project_name is None else project_name)
         self.overwrite = overwrite
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+            raise ValueError(f"seed must be an int >= 0 or None, got {seed!r}.")
         self.seed = 0 if seed is None else int(seed)
         self.verbose = verbose
         rungs = oracle_kwargs.get("rungs")
@@ -173,48 +177,56 @@ class RLHF:
         if source is None:
             source = info.name
         objective = self._objective(info)
-        self._prepare_directory(info, objective, _architecture(base))
-        hypermodel = GANHyperModel(
-            base.generator,
-            base.discriminator,
-            latent_dim=base.latent_dim,
-            pretrained=pretrained,
-            data=source,
-            batch_size=self.batch_size,
-            epochs=1 if self.steps_per_trial else self.epochs_per_trial,
-            seed=self.seed,
-            d_steps=base.d_steps,
-            loss=base.loss_name,
-            steps_per_segment=self.steps_per_trial,
-        )
-        self.oracle = self._make_oracle(objective)
-        self.tuner = GANTuner(
-            oracle=self.oracle,
-            hypermodel=hypermodel,
-            directory=str(self.directory),
-            project_name=self.project_name,
-            overwrite=False,
-            verbose=self.verbose,
-        )
-        self.oracle = self.tuner.oracle
-        if self.verbose:
-            print(f"RLHF: {self._plan_text()} on {info.name} ({info.size} examples), objective "
-                  f"{objective.name} ({objective.direction}); run directory "
-                  f"{self.project_dir}", flush=True)
-        # Ctrl-C stops training at once, but never halfway through recording a trial.
-        in_main_thread = threading.current_thread() is threading.main_thread()
-        previous = None
-        if in_main_thread:
-            previous = signal.signal(signal.SIGINT, self.tuner.handle_sigint)
-        try:
-            self.tuner.search(verbose=0, **fit_kwargs)
-        except KeyboardInterrupt:
-            self._report_interrupt()
-            raise
-        finally:
+        batch_sizes = [self.batch_size]
+        for hp in self.search_space.space:
+            if hp.name == "batch_size":
+                batch_sizes += list(getattr(hp, "values", None) or [hp.max_value])
+        data_module.check_searchable(info, batch_sizes)
+        # The oracle validates its own arguments: built before anything is written.
+        oracle = self._make_oracle(objective)
+        # One process per run folder; taken before anything in it is deleted or written.
+        with run_lock(self.project_dir):
+            self._prepare_directory(info, objective, _architecture(base))
+            hypermodel = GANHyperModel(
+                base.generator,
+                base.discriminator,
+                latent_dim=base.latent_dim,
+                pretrained=pretrained,
+                data=source,
+                batch_size=self.batch_size,
+                epochs=1 if self.steps_per_trial else self.epochs_per_trial,
+                seed=self.seed,
+                d_steps=base.d_steps,
+                loss=base.loss_name,
+                steps_per_segment=self.steps_per_trial,
+            )
+            self.tuner = GANTuner(
+                oracle=oracle,
+                hypermodel=hypermodel,
+                directory=str(self.directory),
+                project_name=self.project_name,
+                overwrite=False,
+                verbose=self.verbose,
+            )
+            self.oracle = self.tuner.oracle
+            if self.verbose:
+                print(f"RLHF: {self._plan_text()} on {info.name} ({info.size} examples), objective "
+                      f"{objective.name} ({objective.direction}); run directory "
+                      f"{self.project_dir}", flush=True)
+            # Ctrl-C stops training at once, but never halfway through recording a trial.
+            in_main_thread = threading.current_thread() is threading.main_thread()
+            previous = None
             if in_main_thread:
-                signal.signal(signal.SIGINT, previous or signal.default_int_handler)
-        return self._load_best()
+                previous = signal.signal(signal.SIGINT, self.tuner.handle_sigint)
+            try:
+                self.tuner.search(verbose=0, **fit_kwargs)
+            except KeyboardInterrupt:
+                self._report_interrupt()
+                raise
+            finally:
+                if in_main_thread:
+                    signal.signal(signal.SIGINT, previous or signal.default_int_handler)
+            return self._load_best()
 
     def _make_oracle(self, objective: keras_tuner.Objective) -> keras_tuner.Oracle:
         if self.strategy == "trajectory":

@@ -39,8 +39,9 @@ def _ring_gan() -> GAN:
 
 
 def _rlhf(directory, **kwargs) -> RLHF:
-    settings = dict(search_space=_space(), max_trials=2, epochs_per_trial=1, batch_size=1024,
-                    data="ring8", directory=directory, seed=0, verbose=0)
+    settings = dict(search_space=_space(), strategy="oneshot", max_trials=2,
+                    epochs_per_trial=1, batch_size=1024, data="ring8", directory=directory,
+                    seed=0, verbose=0)
     return RLHF(**{**settings, **kwargs})
 
 
@@ -295,10 +296,7 @@ def test_a_chief_address_that_cannot_be_bound(monkeypatch):
 
 
 # ------------------------------------------------------------------------------ nothing lost
-# Issue 11, point 5: every case of its reliability list. Cases that need `RLHF.finetune` to
-# call the run_dir / data checks are marked xfail until it does ("needs RLHF wiring").
-
-NEEDS_WIRING = pytest.mark.xfail(reason="needs RLHF wiring", strict=False)
+# Issue 11, point 5: every case of its reliability list.
 
 
 def _sibling_runs(earlier_run, tmp_path):
@@ -339,7 +337,6 @@ def test_the_cli_refuses_a_project_outside_dir_and_deletes_nothing(earlier_run, 
     assert hc.snapshot(tmp_path) == before
 
 
-@NEEDS_WIRING
 def test_the_api_refuses_a_project_outside_directory(earlier_run, tmp_path):
     runs = _sibling_runs(earlier_run, tmp_path)
     _refused(tmp_path, ValueError, ["'../../x'", "single folder name"],
@@ -383,13 +380,11 @@ def test_overwrite_with_an_invalid_argument_deletes_nothing(earlier_run, capsys)
     assert hc.snapshot(earlier_run) == before
 
 
-@NEEDS_WIRING
 def test_the_api_validates_every_argument_before_deleting(earlier_run):
     _refused(earlier_run, ValueError, ["seed", "-5"],
              _finetune(earlier_run, data="digits", seed=-5, overwrite=True))
 
 
-@NEEDS_WIRING
 def test_search_json_is_not_written_before_the_arguments_are_validated(tmp_path):
     with pytest.raises(ValueError, match="replay"):
         _rlhf(tmp_path / "runs", replay=-1).finetune(_ring_gan())
@@ -444,7 +439,6 @@ def test_a_lock_file_left_by_a_dead_process_is_taken_over(tmp_path):
         pass
 
 
-@NEEDS_WIRING
 def test_a_second_finetune_on_the_same_run_is_refused(tmp_path):
     marker = tmp_path / "marker"
     args = hc.finetune_args(tmp_path / "runs", 1) + ["--verbose", "0"]
@@ -664,7 +658,6 @@ def test_data_a_search_cannot_score_or_batch(tmp_path):
     data.check_searchable(data.load_arrays("ring8")[2], [64, 1024])  # fine
 
 
-@NEEDS_WIRING
 @pytest.mark.parametrize("shape", [(500, 2), (500, 3)])
 def test_a_search_on_points_without_modes_is_refused_before_training(earlier_run, tmp_path,
                                                                       shape):
@@ -678,7 +671,6 @@ def test_a_search_on_points_without_modes_is_refused_before_training(earlier_run
              _finetune(earlier_run, points_gan, data=str(path), batch_size=64))
 
 
-@NEEDS_WIRING
 def test_a_search_on_one_image_or_with_a_batch_size_choice_too_big_is_refused(earlier_run,
                                                                               tmp_path):
     one = tmp_path / "one.npz"
