@@ -35,6 +35,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, as a script
 
 from rlhf_keras.oracle import ReinforceOracle  # noqa: E402
+from rlhf_keras.trajectory_oracle import TrajectoryOracle  # noqa: E402
 
 CHOICE_SCORES = {"a": 0.0, "b": 0.45, "c": 1.0, "d": 0.6}
 BEST_CHOICE = "c"
@@ -108,23 +109,39 @@ class SyntheticTuner(keras_tuner.engine.base_tuner.BaseTuner):
         return {"score": synthetic_score(values, trial.trial_id, self.noise_seed)}
 
 
-def make_tuner(directory: str, seed: int, max_trials: int, **kwargs) -> SyntheticTuner:
-    """A `SyntheticTuner` driven by a seeded `ReinforceOracle` over `space()`."""
-    oracle = ReinforceOracle(
-        objective=keras_tuner.Objective("score", "max"),
-        max_trials=max_trials,
-        hyperparameters=space(),
-        seed=seed,
-    )
+def make_tuner(directory: str, seed: int, max_trials: int, population: int = 0,
+               **kwargs) -> SyntheticTuner:
+    """A `SyntheticTuner` driven by a seeded `ReinforceOracle` over `space()`, or with
+    `population` a `TrajectoryOracle` of `max_trials / population` segments."""
+    if population:
+        oracle = TrajectoryOracle(
+            objective=keras_tuner.Objective("score", "max"),
+            population_size=population,
+            segments=max_trials // population,
+            hyperparameters=space(),
+            birth_only=["units"],
+            seed=seed,
+        )
+    else:
+        oracle = ReinforceOracle(
+            objective=keras_tuner.Objective("score", "max"),
+            max_trials=max_trials,
+            hyperparameters=space(),
+            seed=seed,
+        )
     return SyntheticTuner(
         oracle=oracle, directory=directory, project_name="synthetic", noise_seed=seed, **kwargs
     )
 
 
-def outcome(oracle: ReinforceOracle) -> dict:
+def outcome(oracle: ReinforceOracle | TrajectoryOracle) -> dict:
     """What the tests compare: parameters, update count, trial statuses."""
+    if isinstance(oracle, TrajectoryOracle):
+        parameters = {k: v.tolist() for k, v in oracle.policy.parameters().items()}
+    else:
+        parameters = oracle.policy_parameters()
     return {
-        "parameters": oracle.policy_parameters(),
+        "parameters": parameters,
         "updates": oracle.updates,
         "end_order": list(oracle.end_order),
         "statuses": {tid: t.status for tid, t in oracle.trials.items()},
@@ -142,12 +159,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--marker", default=None)
     parser.add_argument("--rendezvous", default=None)
     parser.add_argument("--tuners", type=int, default=1)
+    parser.add_argument("--population", type=int, default=0,
+                        help="Use the trajectory search with this many members.")
     args = parser.parse_args(argv)
-    tuner = make_tuner(args.dir, args.seed, args.max_trials, stall_at=args.stall_at,
+    tuner = make_tuner(args.dir, args.seed, args.max_trials, population=args.population,
+                       stall_at=args.stall_at,
                        marker=args.marker, rendezvous=args.rendezvous, tuners=args.tuners)
     tuner.search(verbose=0)
     # Workers hold an OracleClient; only the chief (or a lone tuner) has the real oracle.
-    if args.out and isinstance(tuner.oracle, ReinforceOracle):
+    if args.out and isinstance(tuner.oracle, (ReinforceOracle, TrajectoryOracle)):
         Path(args.out).write_text(json.dumps(outcome(tuner.oracle)))
 
 

@@ -286,13 +286,16 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_distributed_chief_and_two_workers(tmp_path):
+@pytest.mark.parametrize("population", [0, 2], ids=["oneshot", "trajectory"])
+def test_distributed_chief_and_two_workers(tmp_path, population):
     max_trials, out = 10, tmp_path / "chief.json"
     port = str(_free_port())
     # Both workers' first trials wait for each other, so neither can miss the whole search.
+    # The trajectory search (2 members x 5 segments): a worker waits (IDLE) for the other
+    # member to finish its segment before the next generation starts.
     base = [sys.executable, str(HELPER), "--dir", str(tmp_path / "dist"), "--seed", "2",
             "--max-trials", str(max_trials), "--rendezvous", str(tmp_path / "started"),
-            "--tuners", "2"]
+            "--tuners", "2", "--population", str(population)]
     procs = []
     try:
         for tuner_id in ("chief", "tuner0", "tuner1"):
@@ -311,7 +314,9 @@ def test_distributed_chief_and_two_workers(tmp_path):
                 proc.kill()
                 proc.wait(30)
     result = json.loads(out.read_text())
-    assert result["updates"] == max_trials == _completed(tmp_path / "dist" / "synthetic")
+    # The trajectory policy updates once per generation after the births.
+    updates = max_trials // population - 1 if population else max_trials
+    assert result["updates"] == updates and _completed(tmp_path / "dist" / "synthetic") == 10
     assert sorted(result["end_order"]) == [f"{i:02d}" for i in range(max_trials)]  # each once
     assert set(result["statuses"].values()) == {"COMPLETED"}
     assert sorted(p.name for p in (tmp_path / "started").iterdir()) == ["tuner0", "tuner1"]
