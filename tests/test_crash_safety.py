@@ -265,3 +265,35 @@ def test_a_killed_distributed_worker_is_restarted_and_its_trial_rerun(tmp_path):
     oracle = hc.check_finished_run(project, max_trials)
     assert lost in oracle["end_order"]
     assert "Best model:" in out
+
+
+def test_trajectory_search_killed_mid_segment_resumes_to_its_budget(tmp_path):
+    """SIGKILL while member 0 trains its second segment; the rerun completes the budget with
+    every segment run to the end once, the births' rewards and the policy's first update as
+    they were, and the interrupted segment rerun with the values it was given."""
+    run_dir = tmp_path / "runs"
+    project = run_dir / "rlhf"
+    args = ["finetune", "--data", "ring8", "--arch", "small", "--budget", "400",
+            "--population", "2", "--segments", "2", "--batch-size", "1024",
+            "--latent-dim", "8", "--dir", str(run_dir), "--seed", "0"]
+    _kill_at(args, "trial@2", tmp_path / "m1", "segment 1 of member 0 to start training")
+    before = _oracle(project)
+    assert before["end_order"] == ["0", "1"] and before["ongoing_trials"] == {"tuner0": "2"}
+    saved = before["trajectory"]
+    assert saved["learned"] == [0] and saved["decisions"]["2"]["parent"] is not None
+
+    done = subprocess.run(hc.CLI + args, env=hc.env(), capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    after = _oracle(project)
+    assert sorted(after["end_order"]) == ["0", "1", "2", "3"]
+    assert after["run_times"] == {str(i): 1 for i in range(4)}
+    ours = after["trajectory"]
+    assert ours["learned"] == [0, 1]
+    for trial_id in ("0", "1"):  # learned before the kill, untouched by the rerun
+        assert ours["decisions"][trial_id] == saved["decisions"][trial_id]
+    assert ours["decisions"]["2"]["values"] == saved["decisions"]["2"]["values"]
+    assert ours["birth_policy"] == saved["birth_policy"]  # births are learned only once
+    rows = json.loads((project / "results.json").read_text())
+    assert [r["trial_id"] for r in rows] == ["0", "1", "2", "3"]
+    assert sum(100 for r in rows if r["status"] == "COMPLETED") == 400  # the whole budget
