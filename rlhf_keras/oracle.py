@@ -292,7 +292,7 @@ class ReinforceOracle(keras_tuner.Oracle):
             reward = self._penalty()
         entry = [int(ok), reward, rung]
         peers = [h for h in self._reward_history if _rung(h) == rung]
-        utility = centred_rank(entry, peers) if self.rank_rewards else reward
+        utility = centred_rank(entry, peers) if self.rank_rewards else _standardised(reward, peers)
         self._reward_history.append(entry)
         log_prob = pending.get("log_prob")
         if log_prob is None:  # saved by an earlier version: the action's current probability
@@ -301,6 +301,16 @@ class ReinforceOracle(keras_tuner.Oracle):
                                       "ok": int(ok), "reward": reward, "rung": rung}
         if self.replay:
             info = self._replay_step(utility)
+        elif rung > 0:
+            # A promotion re-scores an action drawn from an older policy: an importance-
+            # weighted, clipped step (rho = pi(a) / mu(a)), never an on-policy one.
+            advantage = utility - self.policy.baseline
+            self.policy.reinforce_batch([(action, float(log_prob), advantage)],
+                                        clip=self.replay_clip)
+            info = {"advantage": advantage, "baseline": self.policy.baseline}
+            self.policy.baseline = (self.policy.baseline_decay * self.policy.baseline
+                                    + (1 - self.policy.baseline_decay) * utility)
+            self.policy.updates += 1
         else:
             # An empty action (a space still unknown at the first trial) only moves the
             # baseline.
@@ -328,7 +338,10 @@ class ReinforceOracle(keras_tuner.Oracle):
             if not item["action"]:
                 continue
             peers = [k for j, k in enumerate(keys) if j != i and window[j]["rung"] == item["rung"]]
-            advantage = centred_rank(keys[i], peers) if self.rank_rewards else item["reward"]
+            if self.rank_rewards:  # a centred rank: the window's mean rank is the baseline
+                advantage = centred_rank(keys[i], peers)
+            else:  # A = (r - mean r) / std r over the window's evaluations of this rung
+                advantage = _standardised(item["reward"], peers)
             batch.append((item["action"], item["log_prob"], advantage))
         self.policy.reinforce_batch(batch, clip=self.replay_clip, epochs=self.replay_epochs)
         used = self.policy.baseline
@@ -443,6 +456,18 @@ class ReinforceOracle(keras_tuner.Oracle):
                 self._learn(trial_id)
                 if trial_id in self._retry_queue:
                     self._retry_queue.remove(trial_id)
+
+
+def _standardised(reward: float, history: list) -> float:
+    """(r - mean) / std of earlier rewards, clipped to [-3, 3]: raw rewards without their
+    scale, so one FID-sized reward cannot take the policy with it (0 with no history)."""
+    values = [float(h[1]) for h in history]
+    if len(values) < 2:
+        return 0.0
+    spread = float(np.std(values))
+    if spread == 0.0:
+        return 0.0
+    return float(np.clip((reward - float(np.mean(values))) / spread, -3.0, 3.0))
 
 
 def _rung(entry: list) -> int:

@@ -425,3 +425,59 @@ def test_state_saved_before_rungs_and_replay_still_loads(tmp_path):
     old._tried_so_far = set(oracle._tried_so_far)
     _drive(old, 3, tmp_path / "more")
     assert old.updates == 7
+
+
+# ------------------------------------------------------------------------------ each term
+def _categorical_entropy(policy: HyperparameterPolicy, key: str) -> float:
+    p = policy.probabilities()[key]
+    return float(-(p * np.log(p)).sum())
+
+
+def test_the_entropy_bonus_raises_entropy():
+    policy = HyperparameterPolicy(entropy_coef=1.0)
+    _, action = policy.sample(hs.space(), np.random.default_rng(0))
+    policy.entries["opt"].params[:] = np.linspace(2.0, -1.0, len(policy.entries["opt"].params))
+    before = _categorical_entropy(policy, "opt")
+    policy.baseline = 0.3
+    policy.reinforce(action, 0.3)  # zero advantage: only the entropy term moves the policy
+    assert _categorical_entropy(policy, "opt") > before + 1e-3
+
+
+def test_the_baseline_tracks_rewards_and_is_subtracted():
+    policy = HyperparameterPolicy(entropy_coef=0.0, baseline_decay=0.5)
+    _, action = policy.sample(hs.space(), np.random.default_rng(0))
+    info = policy.reinforce(action, 1.0)
+    assert info["advantage"] == 1.0 and policy.baseline == 0.5
+    before = policy.log_prob(action)
+    info = policy.reinforce(action, 0.5)  # as good as the baseline: no push either way
+    assert info["advantage"] == 0.0
+    assert policy.log_prob(action) == pytest.approx(before, abs=1e-12)
+
+
+def test_replay_weights_an_off_policy_action_by_its_importance_ratio():
+    space = hs.space()
+    on, off = HyperparameterPolicy(entropy_coef=0.0), HyperparameterPolicy(entropy_coef=0.0)
+    _, action = on.sample(space, np.random.default_rng(0))
+    off.sample(space, np.random.default_rng(0))
+    start = {k: v.copy() for k, v in ((k, e.params) for k, e in on.entries.items())}
+    on.reinforce_batch([(action, on.log_prob(action), 1.0)], clip=math.inf)
+    # Drawn when twice less likely than now: rho = 2, so the step is twice as long.
+    off.reinforce_batch([(action, off.log_prob(action) - math.log(2), 1.0)], clip=math.inf)
+    for key, params in start.items():
+        np.testing.assert_allclose(off.entries[key].params - params,
+                                   2 * (on.entries[key].params - params), atol=1e-12)
+
+
+def test_raw_rewards_of_any_scale_do_not_collapse_the_policy(tmp_path):
+    """rank_rewards=False: the first FID-sized reward must not throw every probability onto
+    one choice (raw rewards are standardised against the ones seen before)."""
+    oracle = ReinforceOracle(objective=keras_tuner.Objective("score", "max"), max_trials=6,
+                             hyperparameters=hs.space(), seed=0, rank_rewards=False)
+    oracle.verbose = 0
+    oracle._set_project_dir(str(tmp_path), "raw")
+    for i in range(6):
+        trial = oracle.create_trial("tester")
+        oracle.update_trial(trial.trial_id, {"score": 300.0 + 50 * i})
+        trial.status = "COMPLETED"
+        oracle.end_trial(trial)
+    assert max(oracle.policy.probabilities()["opt"]) < 0.9
