@@ -372,8 +372,12 @@ def _choices() -> str:
 # --------------------------------------------------------------------------- TFDS
 
 
+@functools.cache
 def _tfds_prepared(name: str) -> bool:
-    """Whether TFDS has `name` prepared on this machine; never touches the network."""
+    """Whether TFDS has `name` prepared on this machine; never touches the network.
+
+    Asked once per process: each `tfds.builder` call costs time (and, with a stale TFDS
+    folder, leaves a temporary directory behind)."""
     try:
         import tensorflow_datasets as tfds
 
