@@ -72,10 +72,12 @@ def test_finetune_evaluate_sample_and_report(tmp_path):
         "ring8",
         "--arch",
         "small",
-        "--trials",
+        "--budget",
+        "200",
+        "--population",
         "2",
-        "--epochs-per-trial",
-        "1",
+        "--segments",
+        "2",
         "--batch-size",
         "512",
         "--latent-dim",
@@ -86,12 +88,13 @@ def test_finetune_evaluate_sample_and_report(tmp_path):
         "3",
     )
     assert result.returncode == 0, result.stderr
-    assert "[1/2]" in result.stdout and "[2/2]" in result.stdout and "ETA" in result.stdout
+    assert "[1/4]" in result.stdout and "[4/4]" in result.stdout and "ETA" in result.stdout
+    assert "200 training steps in all" in result.stdout
     best = runs / "rlhf" / "best_model.keras"
     assert f"Best model:   {best}" in result.stdout
     assert (runs / "rlhf" / "best_samples.png").stat().st_size > 5_000
     rows = json.loads((runs / "rlhf" / "results.json").read_text())
-    assert [row["trial_id"] for row in rows] == ["0", "1"]
+    assert [row["trial_id"] for row in rows] == ["0", "1", "2", "3"]
 
     result = run_cli("evaluate", str(best), "--data", "ring8")
     assert result.returncode == 0, result.stderr

@@ -34,13 +34,13 @@ def test_notebook_runs_end_to_end_in_a_fresh_folder(tmp_path):
 
     run = tmp_path / "rlhf_runs" / "quickstart"  # the run landed in the notebook's folder
     rows = json.loads((run / "results.json").read_text())
-    assert [row["status"] for row in rows] == ["COMPLETED", "COMPLETED"]
+    assert [row["status"] for row in rows] == ["COMPLETED"] * 4  # 2 members x 2 segments
     assert (run / "best_model.keras").is_file()
-    assert (run / "report.md").is_file() and (run / "report_policy.png").is_file()
+    assert (run / "report.md").is_file() and (run / "report_lineage.png").is_file()
 
     outputs = [out for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs]
     assert not [out for out in outputs if out.output_type == "error"]
     pictures = [out for out in outputs if "image/png" in out.get("data", {})]
-    assert len(pictures) == 2  # the sample grid and the policy heatmap
+    assert len(pictures) == 2  # the sample grid and the lineage
     text = "".join(out.get("text", "") for out in outputs)
     assert "best:" in text and "[TensorShape([64, 784]), TensorShape([64, 784])]" in text
