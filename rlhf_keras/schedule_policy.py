@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from keras_tuner.engine import hyperparameters as hp_module
 
+from rlhf_keras.policy import _grid, _native  # the same value grids as the birth policy
 from rlhf_keras.reinforce import (
     categorical_grad_entropy,
     categorical_grad_log_prob,
@@ -44,27 +45,12 @@ MOVES = (-1, 0, 1)
 _UNIT_TOP = 1.0 - 1e-9
 
 
-def _native(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def _grid(hp: hp_module.HyperParameter, max_grid: int = 64) -> list[Any] | None:
-    if isinstance(hp, (hp_module.Choice, hp_module.Boolean)):
-        return [_native(v) for v in hp.values]
-    if isinstance(hp, (hp_module.Int, hp_module.Float)) and hp.step is not None:
-        n_values = hp._get_n_values()
-        if n_values <= max_grid:
-            cast = int if isinstance(hp, hp_module.Int) else float
-            return [cast(hp._get_value_by_index(i)) for i in range(n_values)]
-    return None
-
-
 class _Head:
     """One hyperparameter's linear softmax: weights (actions x inputs) and stickiness c."""
 
     def __init__(self, hp: hp_module.HyperParameter, n_inputs: int, stickiness: float):
         self.hp = hp
-        self.grid = _grid(hp)
+        self.grid = _grid(hp, max_grid=64)
         n_actions = len(self.grid) if self.grid is not None else len(MOVES)
         self.weights = np.zeros((n_actions, n_inputs))
         self.stickiness = float(stickiness)
