@@ -147,6 +147,11 @@ def load_weights_keeping_learning_rates(model: Any, path: str) -> None:
 
     optimizers = {name: value for name, value in vars(model).items()
                   if isinstance(value, keras.optimizers.Optimizer)}
+    main = getattr(model, "optimizer", None)
+    if isinstance(main, keras.optimizers.Optimizer) and not main.built:
+        # A compiled model builds its optimizer at the first step; built now, so that the
+        # parent's optimizer state (moments, step count) has somewhere to load into.
+        main.build(model.trainable_variables)
     rates = {}
     for name, optimizer in optimizers.items():
         rate = optimizer.learning_rate
