@@ -20,7 +20,7 @@ def test_tensorflows_gradient_registry_is_a_dict_of_names():
     from tensorflow.python.framework import ops as tf_ops
 
     registry = tf_ops._gradient_registry._registry
-    assert isinstance(registry, dict), "tf's gradient registry changed: see released_gradient_functions"
+    assert isinstance(registry, dict), "TF gradient registry moved: see released_gradient_functions"
 
 
 def test_keras_tuners_private_hooks_exist_with_the_arguments_we_pass():
