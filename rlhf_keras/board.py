@@ -37,6 +37,8 @@ import keras_tuner
 import numpy as np
 import tensorflow as tf
 from keras_tuner.engine import hyperparameters as hp_module
+from tensorboard.plugins.custom_scalar import layout_pb2
+from tensorboard.plugins.custom_scalar import summary as custom_scalar_summary
 from tensorboard.plugins.hparams import api as hp_api
 
 from rlhf_keras.reports import _pyplot, as_images
@@ -222,7 +224,9 @@ class SampleGridCallback(keras.callbacks.Callback):
         count = self.n_points if is_points else self.n
         self._z = model.latent_vectors(count, seed=self.seed)
         if self.tensorboard is not None:  # read now: keras-tuner sets it per trial
-            self.log_dir = Path(self.tensorboard.log_dir) / "train"
+            # rlhf_keras.compat.TensorBoard writes its curves into log_dir; Keras's, in train/.
+            self.log_dir = Path(getattr(self.tensorboard, "train_log_dir", None)
+                                or Path(self.tensorboard.log_dir) / "train")
         self._writer = summary_writer(self.log_dir)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
@@ -433,8 +437,20 @@ def log_policy(
     with writer.as_default():
         for tag, value in scalars.items():
             tf.summary.scalar(tag, value, step=int(step))
+        # One chart per hyperparameter with all its probabilities (Custom Scalars tab).
+        charts = sorted({tag.split("/")[0] for tag in scalars})
+        tf.summary.experimental.write_raw_pb(policy_layout(charts).SerializeToString(), step=0)
     writer.flush()
     return log_dir
+
+
+def policy_layout(names: Iterable[str]) -> Any:
+    """The Custom Scalars layout summary of the policy: per hyperparameter, one multi-line chart of
+    every tag under its name (e.g. `g_lr/p=down`, `g_lr/p=keep`, `g_lr/p=up`)."""
+    charts = [layout_pb2.Chart(title=name, multiline=layout_pb2.MultilineChartContent(
+        tag=[rf"^{re.escape(name)}/"])) for name in names]
+    return custom_scalar_summary.pb(layout_pb2.Layout(
+        category=[layout_pb2.Category(title="policy", chart=charts)]))
 
 
 def log_policy_history(

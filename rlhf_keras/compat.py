@@ -7,12 +7,14 @@ Each function here reaches into internals that have no public equivalent;
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import keras
 import keras_tuner
 
 from rlhf_keras.run_dir import atomic_write_json
@@ -136,6 +138,12 @@ def make_saves_atomic(oracle: keras_tuner.Oracle) -> None:
 
 
 
+def model_optimizers(model: Any) -> dict[str, keras.optimizers.Optimizer]:
+    """The optimizers a model holds as attributes: `optimizer`, or a GAN's `g_/d_optimizer`."""
+    return {name: value for name, value in vars(model).items()
+            if isinstance(value, keras.optimizers.Optimizer)}
+
+
 def load_weights_keeping_learning_rates(model: Any, path: str) -> None:
     """`model.load_weights(path)`, then the learning rates the model was compiled with.
 
@@ -143,10 +151,7 @@ def load_weights_keeping_learning_rates(model: Any, path: str) -> None:
     reloaded model would silently train at its parent's rate. Optimizers are found as the
     model's attributes (`optimizer`, or a GAN's `g_optimizer` / `d_optimizer`).
     """
-    import keras
-
-    optimizers = {name: value for name, value in vars(model).items()
-                  if isinstance(value, keras.optimizers.Optimizer)}
+    optimizers = model_optimizers(model)
     main = getattr(model, "optimizer", None)
     if isinstance(main, keras.optimizers.Optimizer) and not main.built:
         # A compiled model builds its optimizer at the first step; built now, so that the
@@ -160,3 +165,51 @@ def load_weights_keeping_learning_rates(model: Any, path: str) -> None:
     model.load_weights(path)
     for name, rate in rates.items():
         optimizers[name].learning_rate = rate
+
+
+def learning_rate_tag(optimizer_name: str) -> str:
+    """`"g_optimizer"` -> `"log10_g_lr"`, `"optimizer"` -> `"log10_lr"`: the search's names."""
+    prefix = optimizer_name.removesuffix("optimizer").rstrip("_")
+    return f"log10_{prefix}_lr" if prefix else "log10_lr"
+
+
+class TensorBoard(keras.callbacks.TensorBoard):
+    """Keras's TensorBoard callback, writing one TensorBoard run per trial.
+
+    keras-tuner recognises the callback by its class name ("TensorBoard"), points it at
+    `logs/<trial>/execution0` and writes the trial's HParams session there; Keras 3 would put
+    the curves one folder down, in `train/`, which TensorBoard shows as a second run. Here
+    they share the trial's folder. Besides:
+
+    * each optimizer's learning rate is written as its log10 (`log10_g_lr`, `log10_d_lr`,
+      `log10_lr`), the scale the search samples it on; Keras writes raw rates;
+    * metrics the model names in `repeated_metrics` (a GAN's `r_d`, which is `-d_loss` under
+      the cross-entropy losses) are not written a second time under another name.
+    """
+
+    def set_model(self, model: keras.Model) -> None:
+        write_graph, self.write_graph = self.write_graph, False  # it would open train/ now
+        super().set_model(model)
+        self.write_graph = write_graph
+        self._train_dir = self._log_write_dir  # private: Keras 3 appends "train"
+        if write_graph:
+            self._write_keras_model_summary()  # private, as Keras's set_model does it
+            self._should_write_train_graph = True
+
+    @property
+    def train_log_dir(self) -> str:
+        """The folder the curves go to (for callbacks that add pictures to the same run)."""
+        return getattr(self, "_train_dir", self.log_dir)
+
+    def _collect_learning_rate(self, logs: dict[str, Any]) -> dict[str, Any]:  # private
+        for name, optimizer in model_optimizers(self.model).items():
+            rate = optimizer.learning_rate
+            if not callable(rate):
+                value = float(keras.ops.convert_to_numpy(rate))
+                logs[learning_rate_tag(name)] = math.log10(value) if value > 0 else math.nan
+        return logs
+
+    def _log_epoch_metrics(self, epoch: int, logs: dict[str, Any]) -> None:  # private
+        repeated = set(getattr(self.model, "repeated_metrics", ()))
+        super()._log_epoch_metrics(epoch, {k: v for k, v in (logs or {}).items()
+                                           if k not in repeated})

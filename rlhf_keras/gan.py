@@ -308,6 +308,12 @@ class GAN(keras.Model):
             self.r_d_tracker,
         ]
 
+    @property
+    def repeated_metrics(self) -> tuple[str, ...]:
+        """Metrics that repeat another one's value: under the cross-entropy losses the
+        discriminator's loss is -R_D, so `r_d` is `-d_loss` (logged once, as `d_loss`)."""
+        return () if self.loss_name == "hinge" else ("r_d",)
+
     def _logits(self, samples: Any, training: bool) -> Any:
         """Discriminator logits; recovered from a sigmoid output without losing precision."""
         out = self.discriminator(samples, training=training)

@@ -28,6 +28,7 @@ import numpy as np
 
 from rlhf_keras import board
 from rlhf_keras.compat import (
+    TensorBoard,
     load_weights_keeping_learning_rates,
     make_saves_atomic,
     released_gradient_functions,
@@ -94,6 +95,7 @@ class GANTuner(ContinuingTuner):
         self._trial_start: dict[str, float] = {}
         self._critical = 0  # > 0 while a finished trial is being recorded
         self._policy_logged = 0  # policy snapshots already written to TensorBoard
+        self._rewards_logged: set[str] = set()  # trials whose reward is in TensorBoard
         self._interrupt_pending = False
 
     # ------------------------------------------------------------------ interrupts
@@ -143,7 +145,7 @@ class GANTuner(ContinuingTuner):
         self.hypermodel.trial_seed = self.hypermodel.seed + _trial_index(trial.trial_id)
         self.hypermodel.trial_id = trial.trial_id
         log_dir = Path(self.project_dir) / "logs"
-        tensorboard = keras.callbacks.TensorBoard(str(log_dir))
+        tensorboard = TensorBoard(str(log_dir))  # one TensorBoard run per trial
         kwargs["callbacks"] = [*kwargs.pop("callbacks", []), tensorboard,
                                board.SampleGridCallback(tensorboard=tensorboard)]
         kwargs["verbose"] = 1 if self.verbose >= 2 else 0
@@ -184,8 +186,7 @@ class GANTuner(ContinuingTuner):
             super().on_trial_end(trial)  # the oracle scores the trial and updates the policy
             _test_pause("trial_end", trial.trial_id)
             rows = self._record(trial.trial_id, seconds)
-        row = next(r for r in rows if r["trial_id"] == trial.trial_id)
-        self._log_trial(row, trial)
+        self._log_trial(rows, trial)
         if self.verbose:
             self._print_progress(rows, trial.trial_id)
 
@@ -246,21 +247,37 @@ class GANTuner(ContinuingTuner):
         self._search_start = time.perf_counter()
         if not self._is_worker():
             self._recover_rows()
-        self._rows_at_start = len(read_rows(Path(self.project_dir) / RESULTS_FILE))
+        rows = read_rows(Path(self.project_dir) / RESULTS_FILE)
+        self._rows_at_start = len(rows)
+        self._rewards_logged = {r["trial_id"] for r in rows if r.get("reward") is not None}
 
-    def _log_trial(self, row: dict[str, Any], trial: keras_tuner.engine.trial.Trial) -> None:
-        """The trial's score and reward into keras-tuner's TensorBoard run for it (beside its
-        HParams session and curves), and the policy after an update into `logs/policy`."""
+    def _log_trial(self, rows: list[dict[str, Any]], trial: keras_tuner.engine.trial.Trial) -> None:
+        """The trial's measure (fid or modes) into keras-tuner's TensorBoard run for it (beside
+        its HParams session and curves); each segment's reward once its generation has been
+        learned from; the policy after an update into `logs/policy`."""
+        row = next(r for r in rows if r["trial_id"] == trial.trial_id)
         step = int(trial.hyperparameters.values.get("tuner/round", 0))
-        run = Path(self._get_tensorboard_dir(self._logs_dir, trial.trial_id, 0))
-        board.log_scalars(run, {"score": row["score"], "reward": row["reward"],
-                                **{k: row["metrics"].get(k) for k in ("fid", "modes")}}, step)
+        # `score` is not written: it is -fid (images) or modes + high_quality/100 (2-D).
+        board.log_scalars(self._trial_run(trial.trial_id),
+                          {k: row["metrics"].get(k) for k in ("fid", "modes")}, step)
+        for other in rows:
+            # A birth's reward is its score: only what a continuing segment added is new.
+            if other["reward"] is None or other["parent"] is None:
+                continue
+            if other["trial_id"] in self._rewards_logged:
+                continue
+            board.log_scalars(self._trial_run(other["trial_id"]), {"reward": other["reward"]},
+                              int(other["segment"] or 0))
+            self._rewards_logged.add(other["trial_id"])
         oracle = self.oracle
         history = getattr(oracle, "history", None) or getattr(oracle, "policy_history", None)
         for snapshot in (history or [])[self._policy_logged:]:
             board.log_policy(self._logs_dir / board.POLICY_SUBDIR, snapshot.get("policy", {}),
                              int(snapshot.get("generation", snapshot.get("update", 0))))
         self._policy_logged = len(history or [])
+
+    def _trial_run(self, trial_id: str) -> Path:
+        return Path(self._get_tensorboard_dir(self._logs_dir, trial_id, 0))
 
     @property
     def _logs_dir(self) -> Path:

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
+from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.plugins.hparams import api_pb2
 from tensorboard.plugins.hparams import metadata as hp_metadata
 
-from rlhf_keras import GAN, architectures, board, data
+from rlhf_keras import GAN, RLHF, architectures, board, data
 from rlhf_keras.policy import HyperparameterPolicy
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -34,7 +35,7 @@ def _scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
     return {
         tag: [(e.step, float(tf.make_ndarray(e.tensor_proto))) for e in acc.Tensors(tag)]
         for tag in acc.Tags()["tensors"]
-        if not tag.startswith("_hparams_")
+        if acc.SummaryMetadata(tag).plugin_data.plugin_name == "scalars"
     }
 
 
@@ -215,3 +216,57 @@ def test_many_updates_and_a_removed_folder_keep_every_step(tmp_path):
     shutil.rmtree(tmp_path / "policy")  # e.g. a search restarted with overwrite=True
     board.log_policy(tmp_path / "policy", {"g_width": {1.0: 0.9}}, 1)
     assert _scalars(tmp_path / "policy")["g_width/p=1.0"] == [(1, pytest.approx(0.9))]
+
+
+def test_a_search_writes_one_run_per_trial_without_repeated_tags_and_log10_rates(tmp_path):
+    """Acceptance: a search's event files (2 members x 2 segments), read as TensorBoard does."""
+    keras.utils.set_random_seed(0)
+    generator, discriminator = architectures.small_mlp((784,), latent_dim=8, hidden=16)
+    rlhf = RLHF(budget_steps=40, population_size=2, segments=2, data="digits",
+                directory=tmp_path, seed=0, verbose=0)
+    rlhf.finetune(GAN(generator, discriminator, latent_dim=8))
+    logs = tmp_path / "rlhf" / "logs"
+    runs = sorted(str(p.parent.relative_to(logs)) for p in logs.rglob("events.out.tfevents.*"))
+    trials = ["0", "1", "2", "3"]
+    assert sorted(set(runs)) == [f"{t}/execution0" for t in trials] + ["policy"], runs
+
+    rows = {row["trial_id"]: row for row in rlhf.results}
+    for trial_id in trials:
+        run = logs / trial_id / "execution0"
+        acc = _events(run)
+        assert "_hparams_/session_start_info" in acc.Tags()["tensors"]  # HParams session here
+        assert _images(run)  # the trial's sample grid is in the same run
+        scalars = _scalars(run)
+        assert {"epoch_d_loss", "epoch_g_loss", "fid"} <= set(scalars)
+        assert "score" not in scalars and "epoch_r_d" not in scalars  # -fid and -d_loss
+        series = {tag: np.array([v for _, v in points]) for tag, points in scalars.items()}
+        for a in series:
+            for b in series:
+                if a < b and len(series[a]) == len(series[b]):
+                    assert not np.allclose(series[a], series[b]), (a, b)
+                    assert not np.allclose(series[a], -series[b]), (a, b)
+        row = rows[trial_id]
+        if row["parent"] is None:  # a birth's reward is its score: not written twice
+            assert "reward" not in scalars
+        else:
+            assert series["reward"] == pytest.approx([row["reward"]], rel=1e-5)
+        values = row["values"]
+        for name in ("g_lr", "d_lr"):
+            logged = series[f"epoch_log10_{name}"]
+            assert logged == pytest.approx(np.log10(values[name]), abs=1e-5), name
+    policy = _scalars(logs / "policy")
+    assert {"g_lr/p=down", "g_lr/p=keep", "g_lr/p=up"} <= set(policy)
+
+
+def test_policy_probabilities_of_a_hyperparameter_share_one_chart(tmp_path):
+    board.log_policy(tmp_path, {"g_lr": {"down": 0.2, "keep": 0.5, "up": 0.3},
+                                "beta_1": {0.0: 0.4, 0.5: 0.6}}, step=1)
+    acc = _events(tmp_path)
+    config = acc.Tensors("custom_scalars__config__")[0]
+    layout = layout_pb2.Layout.FromString(tf.make_ndarray(config.tensor_proto).item())
+    charts = {chart.title: list(chart.multiline.tag) for chart in layout.category[0].chart}
+    assert sorted(charts) == ["beta_1", "g_lr"]
+    import re
+
+    g_lr_tags = [tag for tag in _scalars(tmp_path) if re.search(charts["g_lr"][0], tag)]
+    assert sorted(g_lr_tags) == ["g_lr/p=down", "g_lr/p=keep", "g_lr/p=up"]
