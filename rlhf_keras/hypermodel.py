@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
-import time
-from pathlib import Path
 from typing import Any
 
 import keras
@@ -26,28 +23,6 @@ SUPPORTED_HYPERPARAMETERS = {
     "batch_size": "batch size",
     "d_steps": "discriminator updates per batch",
 }
-
-# Test hook (see `_test_pause`): RLHF_KERAS_TEST_PAUSE=<stage>[@<trial_id>] makes the search
-# write the file named by RLHF_KERAS_TEST_MARKER and sleep at that stage, so a test can kill
-# or interrupt the process at a known moment. Stages: "trial" (after the first training
-# batch), "scoring" (trained, before the score is computed), "trial_end" (the oracle has
-# recorded the trial, results.json not yet). Does nothing when unset, or once the marker exists.
-PAUSE_ENV = "RLHF_KERAS_TEST_PAUSE"
-MARKER_ENV = "RLHF_KERAS_TEST_MARKER"
-PAUSE_STAGES = ("trial", "scoring", "trial_end")
-
-
-def _test_pause(stage: str, trial_id: str | None) -> None:
-    wanted = os.environ.get(PAUSE_ENV, "")
-    marker = os.environ.get(MARKER_ENV)
-    if not wanted or not marker:
-        return
-    name, _, only_trial = wanted.partition("@")
-    if name != stage or (only_trial and only_trial != str(trial_id)) or os.path.exists(marker):
-        return
-    Path(marker).write_text(f"{stage} {trial_id}")
-    time.sleep(600)  # the test kills or interrupts the process long before this ends
-
 
 def default_search_space() -> keras_tuner.HyperParameters:
     """Learning rates (log scale around the articles' 2e-4), width multipliers and Adam beta_1."""
@@ -167,8 +142,6 @@ class GANHyperModel(keras_tuner.HyperModel):
             self.data, batch_size=batch_size, seed=model.seed, shape=model.data_shape
         )
         callbacks = [keras.callbacks.TerminateOnNaN(), *kwargs.pop("callbacks", [])]
-        if os.environ.get(PAUSE_ENV):
-            callbacks.append(_PauseCallback(self.trial_id))
         kwargs.setdefault("epochs", self.epochs)
         kwargs.setdefault("shuffle", False)  # the dataset is already shuffled, with a seed
         if self.steps_per_segment and "tuner/epochs" in hp.values:
@@ -184,20 +157,5 @@ class GANHyperModel(keras_tuner.HyperModel):
         if not all(math.isfinite(v) for v in last.values()):
             # keras-tuner marks a NaN objective as failed; the oracle gives it the penalty.
             return {**result, "fid": math.nan, "score": math.nan, "diverged": 1.0}
-        _test_pause("scoring", self.trial_id)
         quality = metrics.quality(model, self.data, seed=0)
         return {**result, **{k: float(v) for k, v in quality.items()}, "diverged": 0.0}
-
-
-class _PauseCallback(keras.callbacks.Callback):
-    """The "trial" stage of the test hook: pauses after the first training batch."""
-
-    def __init__(self, trial_id: str | None) -> None:
-        super().__init__()
-        self.trial_id = trial_id
-
-    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        if batch == 0:
-            _test_pause("trial", self.trial_id)
-
-

@@ -34,7 +34,6 @@ from rlhf_keras.compat import (
     released_gradient_functions,
     serve_oracle,
 )
-from rlhf_keras.hypermodel import _test_pause
 from rlhf_keras.run_dir import (
     BEST_INFO_FILE,
     BEST_MODEL_FILE,
@@ -184,7 +183,6 @@ class GANTuner(ContinuingTuner):
         seconds = time.perf_counter() - self._trial_start.pop(trial.trial_id, time.perf_counter())
         with self.shielded():
             super().on_trial_end(trial)  # the oracle scores the trial and updates the policy
-            _test_pause("trial_end", trial.trial_id)
             rows = self._record(trial.trial_id, seconds)
         self._log_trial(rows, trial)
         if self.verbose:

@@ -19,3 +19,11 @@ def mnist_dir() -> Path:
     if not (MNIST_DIR / "t10k-images-idx3-ubyte.gz").exists():
         pytest.skip(f"MNIST test split not found at {MNIST_DIR}")
     return MNIST_DIR
+
+
+@pytest.fixture
+def pause_hooks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pause points of `pause_hooks.py` in this process, removed after the test."""
+    import pause_hooks as hooks
+
+    hooks.install(monkeypatch.setattr)

@@ -1,9 +1,9 @@
 """Shared helpers for the crash, interrupt and bad-input tests: real subprocesses, run checks.
 
 `finetune_cmd` builds a tiny `rlhf-keras finetune` on ring8 (small MLPs, one epoch of large
-batches: a few seconds a trial). The library's test hook, RLHF_KERAS_TEST_PAUSE=<stage>[@<id>]
-with RLHF_KERAS_TEST_MARKER=<file>, makes a run write the marker and sleep at that stage, so a
-test can kill or interrupt it at a known moment.
+batches: a few seconds a trial). `CLI` runs it with the pause points of `pause_hooks.py`:
+RLHF_KERAS_TEST_PAUSE=<stage>[@<id>] with RLHF_KERAS_TEST_MARKER=<file> makes a run write the
+marker and sleep at that stage, so a test can kill or interrupt it at a known moment.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-CLI = [sys.executable, "-m", "rlhf_keras.cli"]
+CLI = [sys.executable, str(REPO / "tests" / "run_cli.py")]  # rlhf-keras + pause points
 
 
 def finetune_args(run_dir: Path, trials: int, seed: int = 0) -> list[str]:

@@ -2,7 +2,7 @@
 
 Every run here is real: `rlhf-keras finetune` subprocesses on ring8 (a few seconds a trial),
 killed with real signals at moments made observable by the library's test hook
-(RLHF_KERAS_TEST_PAUSE / RLHF_KERAS_TEST_MARKER, see rlhf_keras/tuner.py).
+(RLHF_KERAS_TEST_PAUSE / RLHF_KERAS_TEST_MARKER, see tests/pause_hooks.py).
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ def _interrupt_when(marker, timeout: float = 120) -> threading.Thread:
     return thread
 
 
-def test_ctrl_c_in_the_python_api_saves_and_resumes(tmp_path, monkeypatch, capsys):
+def test_ctrl_c_in_the_python_api_saves_and_resumes(tmp_path, monkeypatch, capsys, pause_hooks):
     marker = tmp_path / "marker"
     monkeypatch.setenv("RLHF_KERAS_TEST_PAUSE", "trial@1")
     monkeypatch.setenv("RLHF_KERAS_TEST_MARKER", str(marker))
@@ -157,7 +157,7 @@ def test_ctrl_c_in_the_python_api_saves_and_resumes(tmp_path, monkeypatch, capsy
 
 
 def test_ctrl_c_in_the_cli_gives_130_and_a_resume_command_without_overwrite(
-    tmp_path, monkeypatch, capsys
+    tmp_path, monkeypatch, capsys, pause_hooks
 ):
     marker = tmp_path / "marker"
     monkeypatch.setenv("RLHF_KERAS_TEST_PAUSE", "trial@0")
