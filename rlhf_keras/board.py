@@ -335,7 +335,7 @@ def log_trial_hparams(
     """Writes one trial's hyperparameters and final metrics for the HParams dashboard.
 
     Args:
-        log_dir: The trial's log folder (`DIR/logs/trial_<id>`).
+        log_dir: The trial's log folder (`DIR/logs/<id>/execution0`, keras-tuner's).
         hparams: The trial's values (`trial.hyperparameters.values`); None values are left out.
         metrics: Final numbers to compare (`{"reward": ..., "fid": ...}`), written as scalars
             in `log_dir` so `log_hparams_config` metric names find them. NaN (a diverged
@@ -487,7 +487,7 @@ def _tag(text: str) -> str:
 
 def default_metric_names(objective: str) -> list[str]:
     """The HParams dashboard's columns for a search: reward, objective, final losses."""
-    names = ["reward", objective, "d_loss", "g_loss", "train/epoch_d_loss", "train/epoch_g_loss"]
+    names = ["reward", objective, "epoch_d_loss", "epoch_g_loss"]
     return list(dict.fromkeys(names))  # the objective may be one of the others
 
 
@@ -513,13 +513,16 @@ def log_trial_end(
     """
     logs_dir = Path(logs_dir)
     trial_id = str(row["trial_id"])
+    metrics = row.get("metrics") or {}
     numbers = {"reward": row.get("reward")}
-    for name, value in (row.get("metrics") or {}).items():
+    for name, value in metrics.items():
+        if name == "score" and "fid" in metrics:
+            continue  # -fid: logged once, as fid
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             numbers[name] = value
-    log_trial_hparams(logs_dir / f"trial_{trial_id}", row.get("values") or {}, numbers,
-                      trial_id=f"trial_{trial_id}",
-                      step=int((row.get("metrics") or {}).get("epochs_trained") or 0))
+    # keras-tuner's run for the trial (`<id>/execution0`): one run and one numbering per trial.
+    log_trial_hparams(logs_dir / trial_id / "execution0", row.get("values") or {}, numbers,
+                      trial_id=trial_id, step=int(metrics.get("epochs_trained") or 0))
     if snapshot is not None and str(snapshot.get("trial_id")) == trial_id:
         log_policy_history(logs_dir / POLICY_SUBDIR, [snapshot])
 

@@ -63,6 +63,10 @@ def test_write_report_makes_pictures_table_and_best_values(run_dir):
     for name, value in best["values"].items():
         assert f"| {name} | {reports._fmt(value)} |" in best_block
     assert "objective `score` (maximise)" in text
+    search = json.loads((run_dir / "search.json").read_text())
+    assert text.splitlines()[0] == (f"# One-shot search of {', '.join(search['search_space'])} "
+                                    f"on ring8 ({run_dir.name})")
+    assert reports.FID_REFERENCE not in text  # FID's reference point only where FID is scored
     assert f"tensorboard --logdir {run_dir / 'logs'}" in text
 
 
@@ -147,11 +151,7 @@ def test_log_run_writes_hparams_sessions_and_the_policy_from_the_directory(run_d
 
     copy = tmp_path / "rlhf"
     shutil.copytree(run_dir, copy)
-    # Make it a run from before the tuner wrote these summaries itself: keep only Keras's logs.
-    shutil.rmtree(copy / "logs" / "policy")
-    for events_file in (copy / "logs").glob("**/events.out.tfevents.*"):
-        if events_file.parent.name not in ("train", "samples", "execution0"):
-            events_file.unlink()
+    shutil.rmtree(copy / "logs")  # a run whose TensorBoard logs were lost or never written
     logs = board.log_run(copy)
     assert logs == copy / "logs"
 
@@ -166,17 +166,16 @@ def test_log_run_writes_hparams_sessions_and_the_policy_from_the_directory(run_d
                                                         "beta_1"}
     assert [m.name.tag for m in experiment.metric_infos][:2] == ["reward", "score"]
     rows = json.loads((copy / "results.json").read_text())
-    for row in rows:
-        acc = events(logs / f"trial_{row['trial_id']}")
+    runs = {str(p.parent.relative_to(logs)) for p in logs.rglob("events.out.tfevents.*")}
+    assert runs == {".", "policy"} | {f"{row['trial_id']}/execution0" for row in rows}
+    for row in rows:  # keras-tuner's run of the trial, as a live search writes it
+        acc = events(logs / row["trial_id"] / "execution0")
         start = hp_metadata.parse_session_start_info_plugin_data(
             acc.SummaryMetadata(hp_metadata.SESSION_START_INFO_TAG).plugin_data.content)
         assert start.hparams["g_width"].number_value == row["values"]["g_width"]
         reward = tf.make_ndarray(acc.Tensors("reward")[0].tensor_proto)
         assert float(reward) == pytest.approx(row["reward"], rel=1e-6)
-        # keras-tuner's run for the trial: Keras's curves and the tuner's score and reward.
-        tuner_run = logs / str(row["trial_id"]) / "execution0"
-        assert "epoch_d_loss" in events(tuner_run / "train").Tags()["tensors"]
-        score = tf.make_ndarray(events(tuner_run).Tensors("score")[0].tensor_proto)
+        score = tf.make_ndarray(acc.Tensors("score")[0].tensor_proto)  # 2-D: modes + hq/100
         assert float(score) == pytest.approx(row["score"], rel=1e-6)
     policy = events(logs / "policy")
     history = reports.read_run(copy)["policy_history"]
@@ -184,3 +183,11 @@ def test_log_run_writes_hparams_sessions_and_the_policy_from_the_directory(run_d
     assert steps == [s["update"] for s in history] == [1, 2, 3]
     last = float(tf.make_ndarray(policy.Tensors("beta_1/p=0.9")[-1].tensor_proto))
     assert last == pytest.approx(history[-1]["policy"]["beta_1"]["0.9"], rel=1e-6)
+
+
+def test_report_title_names_the_strategy_space_data_and_budget(tmp_path):
+    search = {"strategy": "trajectory", "search_space": ["g_lr", "beta_1"], "data": "mnist",
+              "budget_steps": 20000}
+    assert reports.report_title(search, tmp_path / "rlhf") == (
+        "Trajectory search of g_lr, beta_1 on mnist, 20,000 training steps (rlhf)")
+    assert reports.report_title({}, tmp_path / "old") == "Search report: old"
