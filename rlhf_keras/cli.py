@@ -170,7 +170,12 @@ def train(args: argparse.Namespace) -> int:
     )
     model_path = out / "model.keras"
     gan.save(model_path)
-    _print_metrics(evaluate(gan, info.name if args.data is None else args.data, seed=0))
+    from rlhf_keras.metrics import MetricError
+
+    try:
+        _print_metrics(evaluate(gan, info.name if args.data is None else args.data, seed=0))
+    except MetricError as err:  # e.g. 2-D points without known modes: trained, not measured
+        print(f"Not measured: {err}")
     samples_path = _save_samples(gan, args.data, info, out / "samples.png", args.seed)
     print(f"Model:        {model_path}")
     print(f"Samples:      {samples_path}")

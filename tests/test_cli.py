@@ -55,6 +55,19 @@ def test_train_writes_model_samples_and_logs(tmp_path):
     assert list((out / "logs" / "train").glob("events.out.tfevents.*"))
 
 
+def test_train_on_points_without_known_modes_trains_and_says_what_it_cannot_measure(tmp_path):
+    path = tmp_path / "points.npz"
+    np.savez(path, x=np.random.default_rng(0).normal(size=(500, 2)).astype(np.float32))
+    out = tmp_path / "run"
+    result = run_cli("train", "--data", str(path), "--arch", "small", "--steps", "20",
+                     "--batch-size", "128", "--latent-dim", "8", "--out", str(out),
+                     "--verbose", "0")
+    assert result.returncode == 0, result.stderr
+    assert "Not measured: 2-D data" in result.stdout and "no known modes" in result.stdout
+    assert keras.models.load_model(out / "model.keras").data_shape == (2,)
+    assert (out / "samples.png").is_file()
+
+
 def test_train_refuses_bad_input_before_training(tmp_path):
     result = run_cli("train", "--data", "no-such-data", "--out", str(tmp_path / "run"))
     assert result.returncode == 2
