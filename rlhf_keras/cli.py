@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rlhf_keras.gan import MAX_LATENT_DIM
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out
 
 
@@ -400,7 +402,6 @@ def _stream_samples(gan: Any, n: int, seed: int, target: Path, shape: tuple[int,
 
 
 # Sizes beyond these are typos, not experiments: refused before anything is allocated.
-_MAX_LATENT_DIM = 65_536
 _MAX_SEED = 2**32 - 1
 
 
@@ -410,11 +411,11 @@ def _check_arguments(args: argparse.Namespace) -> None:
     if seed is not None and not 0 <= seed <= _MAX_SEED:
         raise ValueError(f"--seed must be between 0 and {_MAX_SEED}, got {seed}.")
     latent_dim = getattr(args, "latent_dim", None)
-    if latent_dim is not None and latent_dim > _MAX_LATENT_DIM:
+    if latent_dim is not None and latent_dim > MAX_LATENT_DIM:
         raise ValueError(
             f"--latent-dim {latent_dim:,} is too large: the generator's first layer alone would "
             f"hold {latent_dim:,} x its width weights. GANs use tens to hundreds (the articles "
-            f"use 100); pass --latent-dim <= {_MAX_LATENT_DIM:,}."
+            f"use 100); pass --latent-dim <= {MAX_LATENT_DIM:,}."
         )
     if args.command == "finetune":
         from rlhf_keras.run_dir import check_project_name

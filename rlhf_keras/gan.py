@@ -23,6 +23,7 @@ import keras
 import numpy as np
 from keras import ops
 
+MAX_LATENT_DIM = 65_536  # beyond this a generator's first layer alone outgrows memory
 LOSSES = ("non_saturating", "minimax", "hinge", "reward")
 DEFAULT_LATENT_DIM = 100  # the second article's `input_size`
 _EPSILON = 1e-7
@@ -98,6 +99,15 @@ class GAN(keras.Model):
                 )
         if int(d_steps) < 1:
             raise ValueError(f"d_steps must be >= 1, got {d_steps}.")
+        if latent_dim is not None and (
+            isinstance(latent_dim, bool) or not isinstance(latent_dim, (int, np.integer))
+            or not 1 <= latent_dim <= MAX_LATENT_DIM
+        ):
+            raise ValueError(
+                f"latent_dim must be an integer from 1 to {MAX_LATENT_DIM:,}, got {latent_dim!r}: "
+                "GANs use tens to hundreds (the articles use 100); a huge one would allocate "
+                "latent_dim x width weights in the generator's first layer."
+            )
         if discriminator_output not in ("auto", "probability", "logit"):
             raise ValueError(
                 "discriminator_output must be 'auto', 'probability' or 'logit', "

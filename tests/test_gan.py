@@ -55,6 +55,15 @@ def test_from_sequential_accepts_the_articles_unbuilt_models():
     assert gan.generator is generator and gan.discriminator is discriminator
 
 
+@pytest.mark.parametrize("latent_dim", [10**9, 0, -3, 2.5, True])
+def test_an_impossible_latent_dim_is_refused_before_anything_is_built(latent_dim):
+    generator = keras.Sequential([keras.layers.Dense(256), keras.layers.Dense(784)])  # unbuilt
+    discriminator = keras.Sequential([keras.layers.Dense(1, activation="sigmoid")])
+    with pytest.raises(ValueError, match=r"latent_dim must be an integer from 1 to 65,536"):
+        GAN(generator, discriminator, latent_dim=latent_dim)
+    assert not generator.built  # nothing was allocated
+
+
 def test_latent_dim_comes_from_a_built_generator():
     generator, discriminator = architectures.small_mlp(data_shape=(2,), latent_dim=8)
     assert GAN(generator, discriminator).latent_dim == 8
