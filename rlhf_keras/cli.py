@@ -108,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
         "report", help="Write RUN/report.md: samples, reward per trial, policy heatmap, results."
     )
     report.add_argument(
-        "run", help="A run folder (finetune's --dir/--project), e.g. rlhf_runs/rlhf."
+        "run", help="A run folder (finetune's --dir/--project, e.g. rlhf_runs/rlhf), or "
+        "a --dir folder holding one run."
     )
     report.add_argument("--samples", type=int, default=64, help="Samples in the grid.")
     report.add_argument("--seed", type=int, default=0)
@@ -300,13 +301,14 @@ def evaluate(args: argparse.Namespace) -> int:
 
 
 def report(args: argparse.Namespace) -> int:
-    from rlhf_keras.reports import write_report
+    from rlhf_keras.reports import find_run, write_report
     from rlhf_keras.run_dir import check_state_files
 
     _positive("--samples", args.samples)
+    run = find_run(args.run)  # the --dir folder of one run is taken for that run
     # A hand-edited state file is named here, not met as a KeyError halfway through the report.
-    check_state_files(Path(args.run), state_key=None)
-    print(f"Report: {write_report(args.run, n_samples=args.samples, seed=args.seed)}")
+    check_state_files(run, state_key=None)
+    print(f"Report: {write_report(run, n_samples=args.samples, seed=args.seed)}")
     return 0
 
 

@@ -292,6 +292,19 @@ def plot_policy(policy_history: Sequence[Mapping[str, Any]], path: str | os.Path
 # ------------------------------------------------------------------------------- the report
 
 
+def find_run(path: str | os.PathLike) -> Path:
+    """The run directory `path` names: itself, or the one run inside a `--dir` folder.
+
+    A folder holding several runs is left as it is (`read_run` then lists them).
+    """
+    path = Path(path)
+    if not (path / "results.json").is_file() and path.is_dir():
+        nested = [p.parent for p in path.glob("*/results.json")]
+        if len(nested) == 1:
+            return nested[0]
+    return path
+
+
 def read_run(run_dir: str | os.PathLike) -> dict[str, Any]:
     """Reads what a search left in its run directory.
 

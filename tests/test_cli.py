@@ -124,7 +124,7 @@ def test_finetune_evaluate_sample_and_report(tmp_path):
     samples = np.load(tmp_path / "s.npz")["x"]
     assert samples.shape == (10, 2) and np.isfinite(samples).all()
 
-    result = run_cli("report", str(runs / "rlhf"))
+    result = run_cli("report", str(runs))  # the --dir folder, holding one run
     assert result.returncode == 0, result.stderr
     report = runs / "rlhf" / "report.md"
     assert f"Report: {report}" in result.stdout
