@@ -1,10 +1,12 @@
-"""Trajectories of fixed points of the search space: the first article's MLP on MNIST.
+"""Trajectories of fixed points and hand schedules of the search space: the article's MLP on MNIST.
 
-Trains one GAN with fixed hyperparameters and measures FID, coverage and classifier score
-every `--every` steps, to see where a fixed configuration peaks and whether it degrades.
+Trains one GAN and measures FID, coverage and classifier score every `--every` steps, to see
+where a configuration peaks, whether it degrades, and what a schedule changes. A point is a list
+of changes to the articles' defaults; a schedule is phases `point@steps` separated by `;`, each
+phase changing the learning rates from then on (beta_1 and widths are fixed at the first phase).
 
     python benchmarks/fixed_points.py "beta_1=0.0" --steps 10000 --every 1000
-    python benchmarks/fixed_points.py "g_lr=1e-3,d_lr=2e-4" --steps 2000 --every 500
+    python benchmarks/fixed_points.py "g_lr=1e-3,d_lr=2e-4,beta_1=0@4000;g_lr=5e-4,d_lr=1e-4@2000"
 """
 
 from __future__ import annotations
@@ -22,17 +24,29 @@ from rlhf_keras import GAN, architectures, data, metrics  # noqa: E402
 DEFAULTS = {"g_lr": 2e-4, "d_lr": 2e-4, "beta_1": 0.5, "g_width": 1.0, "d_width": 1.0}
 
 
+def parse_phases(text: str, steps: int) -> list[tuple[dict[str, float], int]]:
+    """`"a=1,b=2@4000;a=0.5@2000"` -> [({a: 1, b: 2}, 4000), ({a: 0.5}, 2000)]; a single
+    point without `@` lasts `steps`."""
+    phases = []
+    for part in filter(None, text.split(";")):
+        values, _, length = part.partition("@")
+        changes = {}
+        for item in filter(None, values.split(",")):
+            name, value = item.split("=")
+            changes[name.strip()] = float(value)
+        phases.append((changes, int(length) if length else steps))
+    return phases
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("point", help="Changes to the articles' defaults, e.g. 'beta_1=0.0'.")
-    parser.add_argument("--steps", type=int, default=10_000)
+    parser.add_argument("point", help="Changes to the defaults, or phases 'point@steps;...'.")
+    parser.add_argument("--steps", type=int, default=10_000, help="Length of a single point.")
     parser.add_argument("--every", type=int, default=1_000)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    point = dict(DEFAULTS)
-    for item in filter(None, args.point.split(",")):
-        name, value = item.split("=")
-        point[name] = float(value)
+    phases = parse_phases(args.point, args.steps)
+    point = {**DEFAULTS, **phases[0][0]}
     keras.utils.set_random_seed(args.seed)
     dataset, _ = data.load("mnist", batch_size=64, seed=args.seed, shape=(784,))
     generator, discriminator = architectures.seed_mlp(data_shape=(784,), latent_dim=100)
@@ -41,13 +55,19 @@ def main() -> None:
               seed=args.seed)
     gan.compile(g_optimizer=keras.optimizers.Adam(point["g_lr"], beta_1=point["beta_1"]),
                 d_optimizer=keras.optimizers.Adam(point["d_lr"], beta_1=point["beta_1"]))
-    start = time.time()
-    for block in range(args.steps // args.every):
-        gan.fit(dataset.repeat(), steps_per_epoch=args.every, epochs=1, verbose=0)
-        measures = metrics.evaluate(gan, "mnist", seed=0)
-        print(f"{args.point} step {(block + 1) * args.every} ({time.time() - start:.0f} s): "
-              f"FID {measures['fid']:.1f}, coverage {measures['coverage']:.3f}, "
-              f"classifier score {measures['classifier_score']:.2f}", flush=True)
+    start, done = time.time(), 0
+    for changes, length in phases:
+        point.update(changes)
+        gan.g_optimizer.learning_rate.assign(point["g_lr"])
+        gan.d_optimizer.learning_rate.assign(point["d_lr"])
+        for _ in range(length // args.every):
+            gan.fit(dataset.repeat(), steps_per_epoch=args.every, epochs=1, verbose=0)
+            done += args.every
+            measures = metrics.evaluate(gan, "mnist", seed=0)
+            print(f"g_lr {point['g_lr']:.3g} d_lr {point['d_lr']:.3g} beta_1 {point['beta_1']:g} "
+                  f"step {done} ({time.time() - start:.0f} s): FID {measures['fid']:.1f}, "
+                  f"coverage {measures['coverage']:.3f}, "
+                  f"classifier score {measures['classifier_score']:.2f}", flush=True)
 
 
 if __name__ == "__main__":
