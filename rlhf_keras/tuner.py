@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import math
 import time
 from collections.abc import Iterator
@@ -151,29 +152,33 @@ class GANTuner(ContinuingTuner):
         results = super().run_trial(trial, *args, **kwargs)
         result = results[-1] if isinstance(results, list) else results
         gan = self.hypermodel.last_model
-        if gan is not None and self._is_new_best(trial.trial_id, result):
-            project = Path(self.project_dir)
-            atomic_save(gan, project / BEST_MODEL_FILE)
-            score = _native(result.get(self.oracle.objective.name))
-            atomic_write_json(project / BEST_INFO_FILE, {"trial_id": trial.trial_id,
-                                                         "score": score})
+        if gan is not None:
+            self._save_if_best(trial.trial_id, result, gan)
         self.hypermodel.last_model = None
         return results
 
-    def _is_new_best(self, trial_id: str, result: dict[str, float]) -> bool:
+    def _save_if_best(self, trial_id: str, result: dict[str, float], gan: keras.Model) -> None:
+        """Writes best_model.keras/.json if this trial beats the one they hold.
+
+        Decided under a file lock against best_model.json itself, not against the oracle: the
+        oracle learns of a trial only after `run_trial` returns, so two distributed workers
+        ending at once would both see themselves as best, and the later write would win.
+        """
         objective = self.oracle.objective
-        score = result.get(objective.name, math.nan)
-        if not math.isfinite(score):
-            return False
-        # get_best_trials works on the oracle and, over gRPC, on a distributed worker alike.
-        for other in self.oracle.get_best_trials(1):
-            if other.trial_id == trial_id or other.score is None:
-                continue
-            if other.status != "COMPLETED" or not math.isfinite(other.score):
-                continue
-            if objective.better_than(other.score, score) or other.score == score:
-                return False
-        return True
+        score = _native(result.get(objective.name, math.nan))
+        if score is None:  # NaN or inf: a diverged trial is never the best
+            return
+        project = Path(self.project_dir)
+        info_path = project / BEST_INFO_FILE
+        with locked(info_path):
+            if info_path.is_file():
+                current = json.loads(info_path.read_text())  # checked at the search's start
+                held = current.get("score")
+                if current.get("trial_id") != trial_id and held is not None and (
+                        held == score or objective.better_than(held, score)):
+                    return
+            atomic_save(gan, project / BEST_MODEL_FILE)
+            atomic_write_json(info_path, {"trial_id": trial_id, "score": score})
 
     def on_trial_begin(self, trial: keras_tuner.engine.trial.Trial) -> None:
         super().on_trial_begin(trial)

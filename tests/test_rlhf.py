@@ -115,6 +115,30 @@ def test_finetune_returns_the_best_trained_gan_and_records_every_trial(ring_sear
     assert "Objective(name=\"score\", direction=\"max\")" in capsys.readouterr().out
 
 
+def test_best_model_is_replaced_only_by_a_better_trial_whatever_order_they_end_in(tmp_path):
+    """Distributed workers end trials in any order and the oracle hears of each only after
+    its run_trial: the best model is decided against best_model.json, under its lock."""
+    rlhf = RLHF(search_space=small_space(), strategy="oneshot", max_trials=1,
+                epochs_per_trial=1, batch_size=256, data="ring8", directory=tmp_path, seed=0,
+                verbose=0)
+    rlhf.finetune(ring_gan())
+    tuner, project = rlhf.tuner, rlhf.project_dir
+    name = tuner.oracle.objective.name  # "score": maximised
+    held = json.loads((project / "best_model.json").read_text())["score"]
+    worse, better = ring_gan(), ring_gan()
+    # Another worker's trial 5 saved itself as best; the oracle has not heard of it yet.
+    tuner._save_if_best("5", {name: held + 2.0}, better)
+    assert json.loads((project / "best_model.json").read_text())["trial_id"] == "5"
+    tuner._save_if_best("7", {name: held + 1.0}, worse)  # beats the oracle's best, not trial 5
+    tuner._save_if_best("8", {name: float("nan")}, worse)  # diverged
+    tuner._save_if_best("9", {name: held + 2.0}, worse)  # a tie keeps the first
+    assert json.loads((project / "best_model.json").read_text()) == {"trial_id": "5",
+                                                                     "score": held + 2.0}
+    saved = keras.models.load_model(project / "best_model.keras")
+    np.testing.assert_allclose(saved.generator.get_weights()[0],
+                               better.generator.get_weights()[0])
+
+
 def test_calling_again_resumes_without_rerunning_trials(ring_search):
     rlhf, _, directory = ring_search
     before = rlhf.oracle.policy_parameters()
