@@ -75,9 +75,9 @@ def test_policy_matrix_matches_the_oracle_history(run_dir):
     history = run["policy_history"]
     assert [s["trial_id"] for s in history] == ["0", "1", "2"]
     labels, probs, gaussians = reports.policy_matrix(history)
-    assert labels[:4] == ["g_width=0.25", "g_width=0.5", "g_width=1.0", "g_width=2.0"]
-    assert probs.shape == (11, 3)  # 4 + 4 + 3 choices, 3 updates
-    np.testing.assert_allclose(probs[:4].sum(axis=0), 1.0)
+    assert labels[:3] == ["g_width=0.5", "g_width=1.0", "g_width=2.0"]
+    assert probs.shape == (8, 3)  # 3 + 3 + 2 choices, 3 updates
+    np.testing.assert_allclose(probs[:3].sum(axis=0), 1.0)
     assert probs[labels.index("beta_1=0.5"), 1] == pytest.approx(
         history[1]["policy"]["beta_1"]["0.5"])
     assert sorted(gaussians) == ["d_lr", "g_lr"]
@@ -181,8 +181,8 @@ def test_log_run_writes_hparams_sessions_and_the_policy_from_the_directory(run_d
     history = reports.read_run(copy)["policy_history"]
     steps = [e.step for e in policy.Tensors("g_width/p=1.0")]
     assert steps == [s["update"] for s in history] == [1, 2, 3]
-    last = float(tf.make_ndarray(policy.Tensors("beta_1/p=0.9")[-1].tensor_proto))
-    assert last == pytest.approx(history[-1]["policy"]["beta_1"]["0.9"], rel=1e-6)
+    last = float(tf.make_ndarray(policy.Tensors("beta_1/p=0.0")[-1].tensor_proto))
+    assert last == pytest.approx(history[-1]["policy"]["beta_1"]["0.0"], rel=1e-6)
 
 
 def test_report_title_names_the_strategy_space_data_and_budget(tmp_path):
