@@ -16,7 +16,7 @@ trial's GAN, trained for N steps on the task's data, continuing a model when ask
 * `tpe`       Optuna's TPE (ask/tell), 8 trials of B/8 steps.
 * `pbt`       Ray Tune's `PopulationBasedTraining` (synchronous), population 4, each member
               B/4 steps, perturbation every B/32 steps (rlhf's segment length); g_lr, d_lr
-              (log-uniform 1e-5..1e-2) and beta_1 ([0, 0.5, 0.9]) mutate, widths stay 1.
+              (log-uniform 1e-5..1e-2) and beta_1 (the space's choices) mutate, widths stay 1.
 
 A method's score is that of the model it picks (its best evaluation; `defaults` has one),
 re-scored with the same scorer and seed. Image tasks also record `metrics.evaluate` (coverage,
@@ -52,6 +52,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import keras_tuner  # noqa: E402
 import numpy as np  # noqa: E402
+import spaces  # noqa: E402  (benchmarks/spaces.py)
 
 from rlhf_keras import GAN, architectures, data, metrics  # noqa: E402
 from rlhf_keras.compat import (  # noqa: E402
@@ -267,13 +268,7 @@ def run_tpe(trials: Trials, budget: int, workdir: Path) -> dict[str, Any]:
     steps = budget // N_TRIALS
     for index in range(N_TRIALS):
         trial = study.ask()
-        values = {
-            "g_lr": trial.suggest_float("g_lr", 1e-5, 1e-2, log=True),
-            "d_lr": trial.suggest_float("d_lr", 1e-5, 1e-2, log=True),
-            "g_width": trial.suggest_categorical("g_width", [0.25, 0.5, 1.0, 2.0]),
-            "d_width": trial.suggest_categorical("d_width", [0.25, 0.5, 1.0, 2.0]),
-            "beta_1": trial.suggest_categorical("beta_1", [0.0, 0.5, 0.9]),
-        }
+        values = spaces.optuna_values(trial)
         seed = 1000 * trials.seed + index
         gan = trials.build(values, seed)
         score = trials.score(gan) if trials.train(gan, steps, data_seed=seed) else math.nan
@@ -381,9 +376,9 @@ def run_pbt(trials: Trials, budget: int, workdir: Path) -> dict[str, Any]:
     try:
         scheduler = PopulationBasedTraining(
             time_attr="training_iteration", perturbation_interval=1,
-            hyperparam_mutations={"g_lr": tune.loguniform(1e-5, 1e-2),
-                                  "d_lr": tune.loguniform(1e-5, 1e-2),
-                                  "beta_1": [0.0, 0.5, 0.9]},
+            hyperparam_mutations={"g_lr": tune.loguniform(*spaces.log_range("g_lr")),
+                                  "d_lr": tune.loguniform(*spaces.log_range("d_lr")),
+                                  "beta_1": spaces.choices("beta_1")},
             synch=True)
         trainable = tune.with_resources(
             tune.with_parameters(_pbt_member, task=trials.task, seed=trials.seed,
@@ -392,9 +387,9 @@ def run_pbt(trials: Trials, budget: int, workdir: Path) -> dict[str, Any]:
         tuner = tune.Tuner(
             trainable,
             param_space={"member": tune.grid_search(list(range(PBT_POPULATION))),
-                         "g_lr": tune.loguniform(1e-5, 1e-2),
-                         "d_lr": tune.loguniform(1e-5, 1e-2),
-                         "beta_1": tune.choice([0.0, 0.5, 0.9])},
+                         "g_lr": tune.loguniform(*spaces.log_range("g_lr")),
+                         "d_lr": tune.loguniform(*spaces.log_range("d_lr")),
+                         "beta_1": tune.choice(spaces.choices("beta_1"))},
             tune_config=tune.TuneConfig(
                 metric="score", mode="max", scheduler=scheduler, num_samples=1,
                 search_alg=BasicVariantGenerator(random_state=trials.seed),

@@ -43,6 +43,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import keras_tuner  # noqa: E402
 import numpy as np  # noqa: E402
+import spaces  # noqa: E402  (benchmarks/spaces.py)
 import tensorflow as tf  # noqa: E402
 
 from rlhf_keras import GAN, architectures, data, metrics  # noqa: E402
@@ -190,13 +191,7 @@ def run_method(runner: TrialRunner, method: str, budget: int) -> list[dict[str, 
         index = 0
         while runner.steps < budget:
             trial = study.ask()
-            values = {
-                "g_lr": trial.suggest_float("g_lr", 1e-5, 1e-2, log=True),
-                "d_lr": trial.suggest_float("d_lr", 1e-5, 1e-2, log=True),
-                "g_width": trial.suggest_categorical("g_width", [0.25, 0.5, 1.0, 2.0]),
-                "d_width": trial.suggest_categorical("d_width", [0.25, 0.5, 1.0, 2.0]),
-                "beta_1": trial.suggest_categorical("beta_1", [0.0, 0.5, 0.9]),
-            }
+            values = spaces.optuna_values(trial)
             score = runner.run(str(index), index, values, full)
             if math.isfinite(score):
                 study.tell(trial, score)
