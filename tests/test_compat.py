@@ -59,3 +59,20 @@ def test_a_reload_keeps_the_learning_rate_the_model_was_compiled_with(tmp_path):
     compat.load_weights_keeping_learning_rates(child, path)
     assert float(child.optimizer.learning_rate) == np.float32(5e-4)
     assert int(child.optimizer.iterations) == 1  # the optimizer state did come along
+
+
+def test_keras_tensorboard_internals_that_fold_train_into_the_trial_run(tmp_path):
+    """compat.TensorBoard overrides Keras's private writer folder, learning-rate and epoch
+    logging, and keras-tuner finds it by its class name."""
+    for name in ("_collect_learning_rate", "_log_epoch_metrics", "_write_keras_model_summary"):
+        assert hasattr(keras.callbacks.TensorBoard, name), f"Keras TensorBoard lost {name}"
+    assert compat.TensorBoard.__name__ == "TensorBoard"  # keras-tuner matches on it
+    source = inspect.getsource(keras_tuner.Tuner._configure_tensorboard_dir)
+    assert '__class__.__name__ == "TensorBoard"' in source, "keras-tuner finds it differently"
+    callback = compat.TensorBoard(str(tmp_path))
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
+    callback.set_model(model)
+    assert callback._train_dir == str(tmp_path) == callback.train_log_dir
+    logs = callback._collect_learning_rate({})
+    assert set(logs) == {"log10_lr"} and abs(logs["log10_lr"] + 3.0) < 1e-6
