@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Mapping, Sequence
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -38,6 +40,7 @@ MAX_STD = 0.5  # unit-scale std ceiling: wider than this is mostly clipping to t
 _UNIT_TOP = 1.0 - 1e-9  # prob_to_value(1.0) can overflow Int ranges by one; stay below 1
 _ADAM_BETAS = (0.9, 0.999)
 _ADAM_EPS = 1e-8
+_STANDARD_NORMAL = NormalDist()
 OPTIMIZERS = ("adam", "sgd")
 
 
@@ -113,6 +116,20 @@ def centred_rank(reward: tuple[int, float], history: list[tuple[int, float]]) ->
     worse = sum(1 for h in history if (int(h[0]), float(h[1])) < key)
     better = sum(1 for h in history if (int(h[0]), float(h[1])) > key)
     return (worse - better) / len(history)
+
+
+def latin_hypercube(names: Sequence[str], n: int,
+                    rng: np.random.Generator) -> list[dict[str, float]]:
+    """n stratified uniforms per name: draw i of a name lies in stratum perm(i) of n.
+
+    Fed to `HyperparameterPolicy.sample(uniforms=...)`, n members of a population are born
+    spread over each hyperparameter's distribution (with two equally likely values, n = 4
+    gives exactly two of each) rather than clumped by chance. Each draw alone is still
+    uniform, so each member's action still follows the policy (McKay et al., 1979).
+    """
+    columns = {name: (rng.permutation(n) + rng.random(n)) / n for name in names}
+    return [{name: float(np.clip(column[i], 1e-12, 1 - 1e-12)) for name, column in columns.items()}
+            for i in range(n)]
 
 
 class _Entry:
@@ -249,13 +266,19 @@ class HyperparameterPolicy:
 
     # ----------------------------------------------------------------------------- sampling
     def sample(
-        self, space: hp_module.HyperParameters, rng: np.random.Generator
+        self,
+        space: hp_module.HyperParameters,
+        rng: np.random.Generator,
+        uniforms: Mapping[str, float] | None = None,
     ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
         """Draw one joint action over the active hyperparameters of a space.
 
         Args:
             space: The search space (an oracle's `hyperparameters`); not modified.
             rng: The generator every draw comes from.
+            uniforms: Optional `{name: u}`, u in (0, 1): that hyperparameter is drawn by
+                inverse CDF at u instead of from `rng` (see `latin_hypercube`). Given a
+                uniform u, the draw still follows the policy, so log pi(a) is unchanged.
 
         Returns:
             `(values, action)`: `values` maps hyperparameter names to Python values for
@@ -273,13 +296,18 @@ class HyperparameterPolicy:
                 scratch.values[hp.name] = _native(hp.value)
                 continue
             entry = self.entries[key]
+            u = None if uniforms is None else uniforms.get(hp.name)
             if entry.categorical:
-                index = int(rng.choice(len(entry.grid), p=_softmax(entry.params)))
+                probs = _softmax(entry.params)
+                index = (int(rng.choice(len(entry.grid), p=probs)) if u is None
+                         else min(int(np.searchsorted(np.cumsum(probs), u, side="right")),
+                                  len(probs) - 1))
                 action[key] = {"index": index}
                 scratch.values[hp.name] = entry.grid[index]
             else:
                 mean, log_std = entry.params
-                x = float(mean + math.exp(log_std) * rng.standard_normal())
+                z = rng.standard_normal() if u is None else _STANDARD_NORMAL.inv_cdf(u)
+                x = float(mean + math.exp(log_std) * z)
                 action[key] = {"x": x}
                 scratch.values[hp.name] = _native(hp.prob_to_value(min(max(x, 0.0), _UNIT_TOP)))
         return dict(scratch.values), action

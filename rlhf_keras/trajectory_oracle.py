@@ -9,7 +9,8 @@ ContinuingTuner`, keras-tuner's Hyperband tuners) continues training instead of 
 Generation by generation (all members train segment t before any trains t + 1):
 
 1. **Birth** (segment 0): each member's hyperparameters, widths included, are drawn from a
-   state-less policy (`HyperparameterPolicy`).
+   state-less policy (`HyperparameterPolicy`), stratified across the population (a Latin
+   hypercube), so 4 members cover the quartiles of every birth distribution.
 2. **Exploit**: after a segment, the worst `exploit_fraction` of the members take over the model
    (weights and optimizer state) of the best ones, as in population based training.
 3. **Act**: before each later segment, pi_theta(a | s) (`SchedulePolicy`) chooses how every
@@ -39,7 +40,7 @@ import numpy as np
 from keras_tuner.engine import trial as trial_module
 
 from rlhf_keras import reinforce
-from rlhf_keras.policy import HyperparameterPolicy, centred_rank
+from rlhf_keras.policy import HyperparameterPolicy, centred_rank, latin_hypercube
 from rlhf_keras.schedule_policy import STATE_FEATURES, SchedulePolicy
 
 TrialStatus = trial_module.TrialStatus
@@ -124,6 +125,7 @@ class TrajectoryOracle(keras_tuner.Oracle):
         self.generations: list[list[str]] = []  # trial ids, by generation then member
         self.decisions: dict[str, dict[str, Any]] = {}  # trial_id -> how it was chosen
         self.plan: list[dict[str, Any]] = []  # the current generation's parents
+        self.birth_uniforms: list[dict[str, float]] = []  # stratified draws of the births
         self.learned: list[int] = []  # generations already learned from
         self.history: list[dict[str, Any]] = []  # one record per learned generation
 
@@ -149,6 +151,9 @@ class TrajectoryOracle(keras_tuner.Oracle):
             if current is not None and len(self.generations) - 1 not in self.learned:
                 self._learn(len(self.generations) - 1)  # normally done in end_trial
             self.plan = self._exploit(current) if current is not None else []
+            if not any(entry["parent"] for entry in self.plan):  # a generation of births
+                names = [hp.name for hp in self.hyperparameters.space]
+                self.birth_uniforms = latin_hypercube(names, self.population_size, self._rng)
             self.generations.append([])
             current = self.generations[-1]
         generation, member = len(self.generations) - 1, len(current)
@@ -163,7 +168,9 @@ class TrajectoryOracle(keras_tuner.Oracle):
         fidelity = {"tuner/epochs": generation + 1, "tuner/initial_epoch": generation,
                     "tuner/bracket": 0, "tuner/round": generation, "tuner/member": member}
         if parent is None:
-            values, action = self.birth_policy.sample(self.hyperparameters, self._rng)
+            uniforms = (self.birth_uniforms[member] if member < len(self.birth_uniforms)
+                        else None)
+            values, action = self.birth_policy.sample(self.hyperparameters, self._rng, uniforms)
             return {"kind": "birth", "generation": generation, "member": member,
                     "parent": None, "copied_from": None, "action": action,
                     "values": {**values, **fidelity}}
@@ -378,6 +385,7 @@ class TrajectoryOracle(keras_tuner.Oracle):
             "generations": self.generations,
             "decisions": self.decisions,
             "plan": self.plan,
+            "birth_uniforms": self.birth_uniforms,
             "learned": self.learned,
             "history": self.history,
             "rng": self._rng.bit_generator.state,
@@ -398,6 +406,7 @@ class TrajectoryOracle(keras_tuner.Oracle):
         self.generations = [list(g) for g in ours["generations"]]
         self.decisions = ours["decisions"]
         self.plan = ours["plan"]
+        self.birth_uniforms = ours.get("birth_uniforms", [])  # older state files: i.i.d. births
         self.learned = [int(g) for g in ours["learned"]]
         self.history = ours["history"]
         self._rng = np.random.default_rng()

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from rlhf_keras import reinforce
+from rlhf_keras.policy import HyperparameterPolicy, latin_hypercube
 from rlhf_keras.schedule_policy import STATE_FEATURES, SchedulePolicy
 from rlhf_keras.trajectory_oracle import TrajectoryOracle
 from rlhf_keras.tuner import ContinuingTuner
@@ -195,6 +196,69 @@ def test_resumed_search_ends_with_the_same_policy(tmp_path):
     resumed.search(verbose=0)
     assert resumed.oracle.policy.get_state() == straight.policy.get_state()
     assert resumed.oracle.get_best_trials(1)[0].score == straight.get_best_trials(1)[0].score
+
+
+def birth_space() -> keras_tuner.HyperParameters:
+    hp = keras_tuner.HyperParameters()
+    hp.Choice("beta_1", [0.0, 0.5])
+    hp.Float("lr", 1e-5, 1e-2, sampling="log", default=1e-3)
+    return hp
+
+
+def test_a_stratified_draw_still_follows_the_policy():
+    """Inverse CDF at u: the categorical's bins have the policy's widths, the Gaussian's
+    quantiles are its own, so log pi(a) of a stratified birth is the policy's."""
+    hp = keras_tuner.HyperParameters()
+    hp.Choice("c", ["a", "b", "c"])
+    hp.Float("lr", 1e-5, 1e-2, sampling="log", default=1e-3)
+    policy = HyperparameterPolicy()
+    rng = np.random.default_rng(0)
+    policy.sample(hp, rng)  # builds the entries
+    policy.entries["c"].params = np.array([0.0, 1.0, 2.0])
+    grid = (np.arange(3000) + 0.5) / 3000
+    picks = [policy.sample(hp, rng, {"c": u, "lr": 0.5})[0]["c"] for u in grid]
+    freq = [picks.count(v) / len(grid) for v in "abc"]
+    np.testing.assert_allclose(freq, reinforce.softmax(np.array([0.0, 1.0, 2.0])), atol=1e-3)
+    mean, log_std = policy.entries["lr"].params
+    for u, z in ((0.5, 0.0), (0.8413447, 1.0), (0.0227501, -2.0)):
+        _, action = policy.sample(hp, rng, {"c": 0.5, "lr": u})
+        assert action["lr"]["x"] == pytest.approx(mean + math.exp(log_std) * z, abs=1e-6)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_births_are_spread_over_every_distribution_and_survive_a_restart(tmp_path, seed):
+    columns = latin_hypercube(["a", "b"], 5, np.random.default_rng(seed))
+    for name in ("a", "b"):
+        assert sorted(int(row[name] * 5) for row in columns) == [0, 1, 2, 3, 4]
+
+    def oracle() -> TrajectoryOracle:
+        made = TrajectoryOracle(objective=keras_tuner.Objective("score", "max"),
+                                population_size=4, segments=2, hyperparameters=birth_space(),
+                                seed=seed)
+        made._set_project_dir(str(tmp_path), "births")  # noqa: SLF001  (as a Tuner does)
+        return made
+
+    first = oracle()
+    made = {}
+    for i in range(2):
+        trial = first.create_trial(f"w{i}")
+        made[trial.trial_id] = trial.hyperparameters.values
+    again = oracle()
+    again.reload()  # a restarted chief re-issues the two running births, then draws two more
+    for i in range(2, 6):
+        trial = again.create_trial(f"w{i}")
+        assert made.setdefault(trial.trial_id, trial.hyperparameters.values) == (
+            trial.hyperparameters.values)
+    births = list(made.values())
+    assert len(births) == 4
+    assert sorted(b["beta_1"] for b in births) == [0.0, 0.0, 0.5, 0.5]
+    mean, log_std = again.birth_policy.entries["lr"].params
+    quartiles = []
+    for birth in births:
+        unit = birth_space()._hps["lr"][0].value_to_prob(birth["lr"])  # noqa: SLF001
+        z = (unit - mean) / math.exp(log_std)
+        quartiles.append(int(4 * 0.5 * (1 + math.erf(z / math.sqrt(2)))))
+    assert sorted(quartiles) == [0, 1, 2, 3]
 
 
 def test_bad_arguments_are_named():
