@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 
 from rlhf_keras import GAN
+from rlhf_keras.cli import main as cli_main
 
 
 def run_cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    """The command as a user types it: a fresh process (used where the process matters)."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     return subprocess.run(
         [sys.executable, "-m", "rlhf_keras.cli", *args],
@@ -25,6 +27,19 @@ def run_cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
         env=env,
         cwd=cwd,
     )
+
+
+def cli(capsys: pytest.CaptureFixture, *args: str) -> subprocess.CompletedProcess:
+    """The same `main` in this process (no TensorFlow start-up): exit code, stdout, stderr."""
+    message = ""
+    try:
+        code = cli_main(list(args))
+    except SystemExit as exit_:  # as Python exits: a message goes to stderr with status 1
+        code = exit_.code
+        if isinstance(code, str):
+            code, message = 1, code + "\n"
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(list(args), code, captured.out, captured.err + message)
 
 
 def test_train_writes_model_samples_and_logs(tmp_path):
@@ -55,29 +70,29 @@ def test_train_writes_model_samples_and_logs(tmp_path):
     assert list((out / "logs" / "train").glob("events.out.tfevents.*"))
 
 
-def test_train_on_points_without_known_modes_trains_and_says_what_it_cannot_measure(tmp_path):
+def test_train_on_points_without_known_modes_trains_and_says_what_it_cannot_measure(tmp_path,
+                                                                                     capsys):
     path = tmp_path / "points.npz"
     np.savez(path, x=np.random.default_rng(0).normal(size=(500, 2)).astype(np.float32))
     out = tmp_path / "run"
-    result = run_cli("train", "--data", str(path), "--arch", "small", "--steps", "20",
-                     "--batch-size", "128", "--latent-dim", "8", "--out", str(out),
-                     "--verbose", "0")
+    result = cli(capsys, "train", "--data", str(path), "--arch", "small", "--steps", "20",
+                 "--batch-size", "128", "--latent-dim", "8", "--out", str(out), "--verbose", "0")
     assert result.returncode == 0, result.stderr
     assert "Not measured: 2-D data" in result.stdout and "no known modes" in result.stdout
     assert keras.models.load_model(out / "model.keras").data_shape == (2,)
     assert (out / "samples.png").is_file()
 
 
-def test_train_refuses_bad_input_before_training(tmp_path):
-    result = run_cli("train", "--data", "no-such-data", "--out", str(tmp_path / "run"))
+def test_train_refuses_bad_input_before_training(tmp_path, capsys):
+    result = cli(capsys, "train", "--data", "no-such-data", "--out", str(tmp_path / "run"))
     assert result.returncode == 2
     assert "no-such-data" in result.stderr and "digits" in result.stderr
     assert not (tmp_path / "run").exists()
-    result = run_cli("train", "--epochs", "0", "--out", str(tmp_path / "run"))
+    result = cli(capsys, "train", "--epochs", "0", "--out", str(tmp_path / "run"))
     assert result.returncode != 0 and "--epochs must be > 0" in result.stderr
 
 
-def test_finetune_evaluate_sample_and_report(tmp_path):
+def test_finetune_evaluate_sample_and_report(tmp_path, capsys):
     runs = tmp_path / "runs"
     result = run_cli(
         "finetune",
@@ -109,7 +124,8 @@ def test_finetune_evaluate_sample_and_report(tmp_path):
     rows = json.loads((runs / "rlhf" / "results.json").read_text())
     assert [row["trial_id"] for row in rows] == ["0", "1", "2", "3"]
 
-    result = run_cli("evaluate", str(best), "--data", "ring8")
+    # The finetune above ran as a user runs it; the rest runs `main` in this process.
+    result = cli(capsys, "evaluate", str(best), "--data", "ring8")
     assert result.returncode == 0, result.stderr
     printed = dict(
         line.split()
@@ -119,12 +135,12 @@ def test_finetune_evaluate_sample_and_report(tmp_path):
     best_score = max(row["score"] for row in rows)
     assert float(printed["score"]) == pytest.approx(best_score, abs=1e-3)
 
-    result = run_cli("sample", str(best), "--n", "10", "--out", str(tmp_path / "s.npz"))
+    result = cli(capsys, "sample", str(best), "--n", "10", "--out", str(tmp_path / "s.npz"))
     assert result.returncode == 0, result.stderr
     samples = np.load(tmp_path / "s.npz")["x"]
     assert samples.shape == (10, 2) and np.isfinite(samples).all()
 
-    result = run_cli("report", str(runs))  # the --dir folder, holding one run
+    result = cli(capsys, "report", str(runs))  # the --dir folder, holding one run
     assert result.returncode == 0, result.stderr
     report = runs / "rlhf" / "report.md"
     assert f"Report: {report}" in result.stdout
@@ -134,15 +150,15 @@ def test_finetune_evaluate_sample_and_report(tmp_path):
     for png in pictures:
         assert (report.parent / png).stat().st_size > 2_000
     assert "| 0 | COMPLETED |" in text and "| 1 | COMPLETED |" in text
-    result = run_cli("report", str(tmp_path / "nothing-here"))
+    result = cli(capsys, "report", str(tmp_path / "nothing-here"))
     assert result.returncode != 0 and "nothing-here" in result.stderr
 
 
-def test_evaluate_refuses_a_file_that_is_not_a_gan(tmp_path):
+def test_evaluate_refuses_a_file_that_is_not_a_gan(tmp_path, capsys):
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
     model.save(tmp_path / "plain.keras")
-    result = run_cli("evaluate", str(tmp_path / "plain.keras"), "--data", "ring8")
+    result = cli(capsys, "evaluate", str(tmp_path / "plain.keras"), "--data", "ring8")
     assert result.returncode == 2
     assert "not a GAN" in result.stderr and "exactly two models" in result.stderr
-    result = run_cli("sample", str(tmp_path / "missing.keras"), "--out", str(tmp_path / "x"))
+    result = cli(capsys, "sample", str(tmp_path / "missing.keras"), "--out", str(tmp_path / "x"))
     assert result.returncode == 2 and "is not a .keras model file" in result.stderr
