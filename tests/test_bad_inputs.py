@@ -439,17 +439,16 @@ def test_a_lock_file_left_by_a_dead_process_is_taken_over(tmp_path):
         pass
 
 
-def test_a_second_finetune_on_the_same_run_is_refused(tmp_path):
+def test_a_second_finetune_on_the_same_run_is_refused(tmp_path, capsys):
     marker = tmp_path / "marker"
     args = hc.finetune_args(tmp_path / "runs", 1) + ["--verbose", "0"]
     first = hc.start(args, **hc.paused("trial@0", marker))
     try:
         hc.wait_for(marker.exists, 240, "the first search to start its trial", (first,))
-        second = subprocess.run(hc.CLI + args, env=hc.env(), capture_output=True, text=True,
-                                timeout=240)
-        assert second.returncode == 2, second.stderr
-        assert f"is in use by process {first.pid}" in second.stderr
-        assert "Traceback" not in second.stderr
+        assert cli_main(args) == 2  # the second, in this process
+        err = capsys.readouterr().err
+        assert f"is in use by process {first.pid}" in err
+        assert "Traceback" not in err
     finally:
         hc.stop_all([first])
 
