@@ -60,12 +60,12 @@ def measure(method: str, seed: int, budget: int, out: Path) -> None:
     # A folder made earlier by the same command is measured, not rerun (its time is unknown).
     seconds = math.nan if model.exists() else round(_run(command, out / f"{folder.name}.log"), 1)
     measures = {k: float(v) for k, v in metrics.evaluate(load_gan(model), "mnist", seed=0).items()}
-    results = folder / "rlhf" / "results.json"
-    evaluations = len(json.loads(results.read_text())) if method == "rlhf" else 1
+    evaluations = (len(json.loads((folder / "rlhf" / "results.json").read_text()))
+                   if method == "rlhf" else 1)
     record.write_text(json.dumps({
         "task": TASK, "method": method, "seed": seed, "budget": budget, "steps": budget,
         "score": -measures["fid"], "evaluate": measures, "evaluations": evaluations,
-        "seconds": seconds, "command": " ".join(command[2:]), "model": str(model),
+        "seconds": seconds, "command": " ".join(["rlhf-keras", *command[3:]]), "model": str(model),
     }, indent=1))
 
 
