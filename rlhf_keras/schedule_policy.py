@@ -2,8 +2,7 @@
 
 The search room's trajectory policy, pure NumPy. Before each segment of a member's training it
 sees a state `s` (how far training is, how good the member is against the population and
-whether it is improving, what the discriminator says, whether it has just taken over a better
-member's model) and chooses, for every hyperparameter
+whether it is improving, what the discriminator says) and chooses, for every hyperparameter
 that may change mid-training, one categorical action:
 
 * a continuous hyperparameter (a learning rate) *moves* on its unit scale (log scale for
