@@ -10,13 +10,9 @@ that may change mid-training, one categorical action:
   1e-5..1e-2 log range). Its head also sees where the value is now.
 * a finite one (`Choice`, `Boolean`, `Int`/`Float` with a small step grid) picks its value.
 
-Each head is a linear softmax, `logits = W s + (c . s) * onehot(keep)`, where `keep` is the
-action that leaves the value as it is and the keep bonus `c . s` (learned) makes keeping the
-current value the default: a schedule changes when the evidence says so, not at random. The
-bonus starts at `stickiness` for a member that goes on with its own model and at
-`copied_stickiness` for one that has just taken over a better member's model — as in
-population based training, a working member is left alone and a copy explores; one flip of
-beta_1 or a doubled learning rate can break a GAN that trains.
+Each head is a linear softmax, `logits = W s + c * onehot(keep)`, where `keep` is the action
+that leaves the value as it is and `c` (learned, starting at `stickiness`) makes keeping the
+current value the default: a schedule changes when the evidence says so, not at random.
 """
 
 from __future__ import annotations
@@ -44,29 +40,20 @@ STATE_FEATURES = (
     "trend",  # its last improvement minus the one before (speeding up or slowing down)
     "d_gap",  # E[D(x)] - E[D(G(z))] over its last segment, in [-1, 1]
     "d_fake",  # E[D(G(z))], in [0, 1]
-    "copied",  # 1 if the member has just taken over a better member's model, else 0
 )
 MOVES = (-1, 0, 1)
 _UNIT_TOP = 1.0 - 1e-9
 
 
-def initial_keep_bonus(stickiness: float, copied_stickiness: float) -> np.ndarray:
-    """c at the start: `stickiness` on the bias, `copied_stickiness` once the member is a copy."""
-    bonus = np.zeros(len(STATE_FEATURES))
-    bonus[STATE_FEATURES.index("bias")] = stickiness
-    bonus[STATE_FEATURES.index("copied")] = copied_stickiness - stickiness
-    return bonus
-
-
 class _Head:
-    """One hyperparameter's linear softmax: weights W (actions x inputs), keep bonus c (state)."""
+    """One hyperparameter's linear softmax: weights (actions x inputs) and stickiness c."""
 
-    def __init__(self, hp: hp_module.HyperParameter, keep_bonus: np.ndarray):
+    def __init__(self, hp: hp_module.HyperParameter, n_inputs: int, stickiness: float):
         self.hp = hp
         self.grid = _grid(hp, max_grid=64)
         n_actions = len(self.grid) if self.grid is not None else len(MOVES)
-        self.weights = np.zeros((n_actions, len(STATE_FEATURES) + 1))
-        self.keep_bonus = np.array(keep_bonus, dtype=np.float64)
+        self.weights = np.zeros((n_actions, n_inputs))
+        self.stickiness = float(stickiness)
 
     @property
     def moves(self) -> bool:
@@ -88,7 +75,7 @@ class _Head:
         logits = self.weights @ self.inputs(state, value)
         keep = self.keep_index(value)
         if keep >= 0:
-            logits[keep] += float(self.keep_bonus @ state)
+            logits[keep] += self.stickiness
         return softmax(logits)
 
     def apply(self, index: int, value: Any, step: float) -> Any:
@@ -100,17 +87,13 @@ class _Head:
 
     def get_state(self) -> dict[str, Any]:
         return {"hp": hp_module.serialize(self.hp), "weights": self.weights.tolist(),
-                "keep_bonus": self.keep_bonus.tolist()}
+                "stickiness": self.stickiness}
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> _Head:
         weights = np.asarray(state["weights"], dtype=np.float64)
-        if "keep_bonus" in state:
-            bonus = np.asarray(state["keep_bonus"], dtype=np.float64)
-        else:  # a state file from before "copied": one scalar bonus, one input fewer
-            bonus = initial_keep_bonus(float(state["stickiness"]), float(state["stickiness"]))
-            weights = np.insert(weights, STATE_FEATURES.index("copied"), 0.0, axis=1)
-        head = cls(hp_module.deserialize(copy.deepcopy(state["hp"])), bonus)
+        head = cls(hp_module.deserialize(copy.deepcopy(state["hp"])), weights.shape[1],
+                   state["stickiness"])
         head.weights = weights
         return head
 
@@ -120,31 +103,22 @@ class SchedulePolicy:
 
     Args:
         step: How far one move shifts a continuous hyperparameter on its unit scale.
-        stickiness: Initial logit bonus of keeping the current value, for a member that goes on
-            with its own model (learned).
-        copied_stickiness: The same for a member that has just copied a better one's model.
-            None: as `stickiness`.
+        stickiness: Initial logit bonus of keeping the current value (learned).
     """
 
-    def __init__(self, step: float = 0.1, stickiness: float = 1.0,
-                 copied_stickiness: float | None = None) -> None:
+    def __init__(self, step: float = 0.1, stickiness: float = 1.0) -> None:
         if not (isinstance(step, (int, float)) and 0 < step <= 0.5):
             raise ValueError(f"step must be in (0, 0.5] (unit scale), got {step!r}.")
-        if copied_stickiness is None:
-            copied_stickiness = stickiness
-        for name, value in (("stickiness", stickiness), ("copied_stickiness", copied_stickiness)):
-            if not (isinstance(value, (int, float)) and math.isfinite(value)):
-                raise ValueError(f"{name} must be a finite number, got {value!r}.")
+        if not (isinstance(stickiness, (int, float)) and math.isfinite(stickiness)):
+            raise ValueError(f"stickiness must be a finite number, got {stickiness!r}.")
         self.step = float(step)
         self.initial_stickiness = float(stickiness)
-        self.initial_copied_stickiness = float(copied_stickiness)
         self.heads: dict[str, _Head] = {}
         self.updates = 0
 
     def ensure(self, hp: hp_module.HyperParameter) -> None:
         if hp.name not in self.heads:
-            self.heads[hp.name] = _Head(hp, initial_keep_bonus(self.initial_stickiness,
-                                                               self.initial_copied_stickiness))
+            self.heads[hp.name] = _Head(hp, len(STATE_FEATURES) + 1, self.initial_stickiness)
 
     # ---------------------------------------------------------------- acting
     def sample(self, state: np.ndarray, values: Mapping[str, Any], names: Sequence[str],
@@ -181,7 +155,7 @@ class SchedulePolicy:
             dlogits = categorical_grad_log_prob(head.probabilities(state, value), index)
             grads[f"{name}/W"] = np.outer(dlogits, head.inputs(state, value))
             keep = head.keep_index(value)
-            grads[f"{name}/c"] = (dlogits[keep] if keep >= 0 else 0.0) * state
+            grads[f"{name}/c"] = np.array(dlogits[keep] if keep >= 0 else 0.0)
         return grads
 
     def grad_entropy(self, state: np.ndarray, values: Mapping[str, Any],
@@ -194,20 +168,20 @@ class SchedulePolicy:
             dlogits = categorical_grad_entropy(head.probabilities(state, value))
             grads[f"{name}/W"] = np.outer(dlogits, head.inputs(state, value))
             keep = head.keep_index(value)
-            grads[f"{name}/c"] = (dlogits[keep] if keep >= 0 else 0.0) * state
+            grads[f"{name}/c"] = np.array(dlogits[keep] if keep >= 0 else 0.0)
         return grads
 
     def parameters(self) -> dict[str, np.ndarray]:
         params = {}
         for name, head in self.heads.items():
             params[f"{name}/W"] = head.weights
-            params[f"{name}/c"] = head.keep_bonus
+            params[f"{name}/c"] = np.array(head.stickiness)
         return params
 
     def set_parameters(self, params: Mapping[str, np.ndarray]) -> None:
         for name, head in self.heads.items():
             head.weights = np.asarray(params[f"{name}/W"], dtype=np.float64)
-            head.keep_bonus = np.asarray(params[f"{name}/c"], dtype=np.float64)
+            head.stickiness = float(params[f"{name}/c"])
 
     # ---------------------------------------------------------------- reading
     def summary(self, state: np.ndarray, values: Mapping[str, Any]) -> dict[str, dict[str, float]]:
@@ -223,14 +197,12 @@ class SchedulePolicy:
         return out
 
     def get_state(self) -> dict[str, Any]:
-        return {"step": self.step, "stickiness": self.initial_stickiness,
-                "copied_stickiness": self.initial_copied_stickiness, "updates": self.updates,
+        return {"step": self.step, "stickiness": self.initial_stickiness, "updates": self.updates,
                 "heads": {name: head.get_state() for name, head in self.heads.items()}}
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> SchedulePolicy:
-        policy = cls(step=state["step"], stickiness=state["stickiness"],
-                     copied_stickiness=state.get("copied_stickiness"))
+        policy = cls(step=state["step"], stickiness=state["stickiness"])
         policy.updates = int(state["updates"])
         policy.heads = {name: _Head.from_state(h) for name, h in state["heads"].items()}
         return policy

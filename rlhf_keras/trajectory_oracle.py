@@ -62,10 +62,7 @@ class TrajectoryOracle(keras_tuner.Oracle):
         learning_rate: Step size alpha of both policies.
         entropy_coef: Entropy bonus beta.
         step: How far one move shifts a continuous hyperparameter on its unit scale.
-        stickiness: Initial preference of the schedule policy for keeping a value, for a
-            member that goes on with its own model.
-        copied_stickiness: The same for a member that has just taken over a better one's model
-            (lower: copies explore, working members are left alone).
+        stickiness: Initial preference of the schedule policy for keeping a value.
         idle_wait: Seconds a worker waits before asking again while a generation finishes.
         seed: Seed of every draw. None picks one (saved with the state).
         max_retries_per_trial, max_consecutive_failed_trials, tune_new_entries,
@@ -83,8 +80,7 @@ class TrajectoryOracle(keras_tuner.Oracle):
         learning_rate: float = 0.5,
         entropy_coef: float = 0.1,
         step: float = 0.1,
-        stickiness: float = 2.0,
-        copied_stickiness: float = 0.0,
+        stickiness: float = 0.5,
         idle_wait: float = 0.2,
         seed: int | None = None,
         max_retries_per_trial: int = 0,
@@ -105,8 +101,7 @@ class TrajectoryOracle(keras_tuner.Oracle):
         # Built first: they validate learning_rate & co. before keras-tuner does any work.
         self.birth_policy = HyperparameterPolicy(learning_rate=learning_rate,
                                                  entropy_coef=entropy_coef)
-        self.policy = SchedulePolicy(step=step, stickiness=stickiness,
-                                     copied_stickiness=copied_stickiness)
+        self.policy = SchedulePolicy(step=step, stickiness=stickiness)
         super().__init__(
             objective=objective,
             max_trials=population_size * segments,
@@ -180,7 +175,7 @@ class TrajectoryOracle(keras_tuner.Oracle):
                     "parent": None, "copied_from": None, "action": action,
                     "values": {**values, **fidelity}}
         start = self._choices(self.trials[parent])
-        state = self._state(parent, generation, copied=self.plan[member]["copied_from"] is not None)
+        state = self._state(parent, generation)
         names = [n for n in self._mutable(start)]
         values, action = self.policy.sample(state, start, names, self._rng)
         return {"kind": "segment", "generation": generation, "member": member,
@@ -218,7 +213,7 @@ class TrajectoryOracle(keras_tuner.Oracle):
             return None
         return float(trial.score) if self.objective.direction == "max" else -float(trial.score)
 
-    def _state(self, parent: str, generation: int, copied: bool) -> np.ndarray:
+    def _state(self, parent: str, generation: int) -> np.ndarray:
         """s: what the policy sees before a segment that continues `parent`."""
         peers = self.generations[generation - 1]
         mine = self.quality(parent)
@@ -235,7 +230,6 @@ class TrajectoryOracle(keras_tuner.Oracle):
             "trend": trend,
             "d_gap": (d_real - d_fake) if d_real is not None and d_fake is not None else 0.0,
             "d_fake": d_fake if d_fake is not None else 0.0,
-            "copied": 1.0 if copied else 0.0,
         }
         return np.array([float(np.clip(features[name], -1.0, 1.0)) for name in STATE_FEATURES])
 

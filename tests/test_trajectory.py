@@ -93,7 +93,7 @@ def test_policy_gradient_step_makes_a_rewarded_action_more_likely():
     policy = SchedulePolicy(stickiness=0.0)
     hp = lr_space().space[0]
     policy.ensure(hp)
-    state = np.array([1.0, 0.5, 0.0, 0.0, 0.0, 0.0, 0.0])
+    state = np.array([1.0, 0.5, 0.0, 0.0, 0.0, 0.0])
     values = {"lr": 1e-3}
     up, down = {"lr": 2}, {"lr": 0}
     grads = [policy.grad_log_prob(state, values, up), policy.grad_log_prob(state, values, down)]
@@ -108,7 +108,7 @@ def test_entropy_bonus_spreads_a_peaked_policy():
     policy = SchedulePolicy(stickiness=3.0)  # "keep" dominates
     hp = lr_space().space[0]
     policy.ensure(hp)
-    state = np.array([1.0, 0.5, 0.0, 0.0, 0.0, 0.0, 0.0])
+    state = np.array([1.0, 0.5, 0.0, 0.0, 0.0, 0.0])
 
     def entropy() -> float:
         p = policy.heads["lr"].probabilities(state, 1e-3)
@@ -146,53 +146,6 @@ def test_schedule_policy_gradients_match_finite_differences():
         np.testing.assert_allclose(analytic[key], numeric, atol=1e-5)
 
 
-def _state(copied: float) -> np.ndarray:
-    state = np.zeros(len(STATE_FEATURES))
-    state[STATE_FEATURES.index("bias")] = 1.0
-    state[STATE_FEATURES.index("progress")] = 0.5
-    state[STATE_FEATURES.index("copied")] = copied
-    return state
-
-
-def test_a_copy_explores_and_a_working_member_keeps_its_values():
-    policy = SchedulePolicy(stickiness=2.0, copied_stickiness=0.0)
-    space = lr_space()
-    space.Choice("beta_1", [0.0, 0.5], default=0.5)
-    for hp in space.space:
-        policy.ensure(hp)
-    keep_lr = 1  # down, keep, up
-    own = policy.heads["lr"].probabilities(_state(0.0), 1e-3)
-    copy = policy.heads["lr"].probabilities(_state(1.0), 1e-3)
-    assert own[keep_lr] == pytest.approx(math.exp(2) / (math.exp(2) + 2))  # 0.79
-    np.testing.assert_allclose(copy, [1 / 3] * 3)  # a copy moves 2 times in 3
-    own_beta = policy.heads["beta_1"].probabilities(_state(0.0), 0.5)
-    copy_beta = policy.heads["beta_1"].probabilities(_state(1.0), 0.5)
-    assert own_beta[1] == pytest.approx(math.exp(2) / (math.exp(2) + 1))  # 0.88
-    np.testing.assert_allclose(copy_beta, [0.5, 0.5])
-    # The bonus is learned per state: rewarding a copy's move lowers a copy's keep probability
-    # more than a working member's.
-    grads = [policy.grad_log_prob(_state(1.0), {"lr": 1e-3}, {"lr": 2})]
-    policy.set_parameters(reinforce.ascent_step(
-        policy.parameters(), reinforce.policy_gradient(grads, [1.0]), {}, 0.5, 0.0))
-    copy_drop = 1 / 3 - policy.heads["lr"].probabilities(_state(1.0), 1e-3)[keep_lr]
-    own_drop = own[keep_lr] - policy.heads["lr"].probabilities(_state(0.0), 1e-3)[keep_lr]
-    assert copy_drop > own_drop + 0.01 > 0.01
-
-
-def test_a_policy_saved_before_the_copied_feature_loads_unchanged():
-    old = {"step": 0.1, "stickiness": 0.5, "updates": 3, "heads": {"lr": {
-        "hp": keras_tuner.engine.hyperparameters.serialize(lr_space().space[0]),
-        "weights": np.arange(21, dtype=float).reshape(3, 7).tolist(), "stickiness": 0.5}}}
-    policy = SchedulePolicy.from_state(old)
-    state = _state(0.0)
-    logits = np.arange(21, dtype=float).reshape(3, 7) @ np.append(np.delete(
-        state, STATE_FEATURES.index("copied")), 2 * lr_space().space[0].value_to_prob(1e-3) - 1)
-    logits[1] += 0.5
-    np.testing.assert_allclose(policy.heads["lr"].probabilities(state, 1e-3),
-                               reinforce.softmax(logits))
-    assert SchedulePolicy.from_state(policy.get_state()).get_state() == policy.get_state()
-
-
 # ---------------------------------------------------------------------------- the oracle
 
 def test_trajectory_search_beats_the_best_fixed_learning_rate(tmp_path):
@@ -221,11 +174,6 @@ def test_exploit_copies_the_best_member_and_every_action_is_learned_once(tmp_pat
         scores = [oracle.quality(t) for t in generation]
         assert oracle.quality(row["parent"]) == max(scores)
         assert parent["member"] == row["copied_from"] != row["member"]
-    # What the policy saw: "copied" is 1 exactly for the members that took over another's model.
-    copied = STATE_FEATURES.index("copied")
-    for decision in oracle.decisions.values():
-        if decision["kind"] == "segment":
-            assert decision["state"][copied] == float(decision["copied_from"] is not None)
 
 
 def test_resumed_search_ends_with_the_same_policy(tmp_path):
