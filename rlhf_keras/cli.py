@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="Members trained side by side (trajectory).")
     finetune.add_argument("--segments", type=int, default=8,
                           help="Segments per member; the policy acts before each (trajectory).")
+    finetune.add_argument("--final-population", type=int, default=None,
+                          help="Members kept once half of the budget is spent; the best go on "
+                          "and train longer (trajectory). Default: no cut.")
     finetune.add_argument("--trials", type=int, default=8, help="Trials (oneshot).")
     finetune.add_argument("--epochs-per-trial", type=int, default=10,
                           help="Epochs per trial (oneshot without --budget).")
@@ -208,8 +211,12 @@ def finetune(args: argparse.Namespace) -> int:
     for name in ("trials", "epochs_per_trial", "batch_size", "latent_dim", "population",
                  "segments"):
         _positive("--" + name.replace("_", "-"), getattr(args, name))
-    if args.budget is not None:
-        _positive("--budget", args.budget)
+    for name in ("budget", "final_population"):
+        if getattr(args, name) is not None:
+            _positive("--" + name.replace("_", "-"), getattr(args, name))
+    if args.final_population is not None and args.final_population > args.population:
+        raise SystemExit(f"rlhf-keras: error: --final-population ({args.final_population}) "
+                         f"must be at most --population ({args.population}).")
     from rlhf_keras import architectures, data
     from rlhf_keras.finetune import RLHF
     from rlhf_keras.gan import GAN
@@ -222,6 +229,7 @@ def finetune(args: argparse.Namespace) -> int:
         strategy=args.strategy,
         population_size=args.population,
         segments=args.segments,
+        final_population=args.final_population,
         max_trials=args.trials,
         epochs_per_trial=args.epochs_per_trial,
         batch_size=args.batch_size,

@@ -25,7 +25,11 @@ from rlhf_keras.run_dir import (
     run_lock,
 )
 from rlhf_keras.trajectory_oracle import STATE_KEY as TRAJECTORY_KEY
-from rlhf_keras.trajectory_oracle import TrajectoryOracle
+from rlhf_keras.trajectory_oracle import (
+    TrajectoryOracle,
+    check_final_population,
+    generation_sizes,
+)
 from rlhf_keras.tuner import GANTuner
 
 STRATEGIES = ("trajectory", "oneshot")
@@ -37,23 +41,31 @@ BIRTH_ONLY = ("g_width", "d_width")  # they change the networks' shapes: fixed a
 class RLHF:
     """Reinforcement-learning hyperparameter fine-tuning for GANs.
 
-    A REINFORCE policy (`ReinforceOracle`) proposes each trial's generator and discriminator
-    learning rates, width multipliers and Adam beta_1; the trial's GAN is trained and scored
-    (FID for images, lower is better; mode metrics for 2-D data), and the score is the
-    policy's reward. Runs are keras-tuner projects: results live in
+    By default (`strategy="trajectory"`) a population of GANs trains side by side for
+    `budget_steps` training steps in all, cut into segments; before each segment a REINFORCE
+    policy (`TrajectoryOracle`) chooses how each member goes on (learning rates, Adam beta_1),
+    members that fall behind take over better ones, and the best segment of any trajectory is
+    the search's result. `strategy="oneshot"` (`ReinforceOracle`) instead picks one set of
+    hyperparameters per trial. Runs are keras-tuner projects: results live in
     `directory/project_name`, and calling `finetune` again with the same directory resumes.
-
-    With the defaults, `RLHF().finetune(gan)` on the first article's MLP and the embedded
-    digits runs 8 trials of 10 epochs (280 steps each): about 2 minutes on a 2-core CPU.
 
     Args:
         search_space: A `keras_tuner.HyperParameters`; default `default_search_space()`.
             Supported names: g_lr, d_lr, g_width, d_width, beta_1, loss, batch_size, d_steps.
-        max_trials: Number of GANs to train.
-        epochs_per_trial: Training epochs of each trial.
+        budget_steps: Training steps of the whole search (all members and segments); default
+            20,000 for the trajectory search.
+        strategy: `"trajectory"` or `"oneshot"`.
+        population_size: Members trained side by side (trajectory).
+        segments: Segments per member at full population (trajectory); the budget is split
+            into `population_size * segments` segments.
+        final_population: Members kept once half of the budget is spent (trajectory): the
+            best ones go on for the rest of the budget, so each trains longer. None keeps
+            `population_size` throughout.
+        max_trials: Number of GANs to train (oneshot).
+        epochs_per_trial: Training epochs of each trial (oneshot without a budget).
         batch_size: Batch size (unless the space tunes `batch_size`).
         data: Default data source for `finetune` (see `rlhf_keras.data.load`); None: MNIST
-            from TFDS if available, else the embedded digits.
+            (TFDS if prepared locally, else the embedded copy of its test split).
         objective: `"auto"` (`fid`, min, for images; `score`, max, for 2-D data), or a
             keras-tuner objective over the trial metrics (`fid`, `score`, `r_g`, `r_d`, ...).
         directory: Where runs are kept.
@@ -61,7 +73,8 @@ class RLHF:
         overwrite: Start afresh, deleting an earlier run in the same folder.
         seed: Seed of the policy and of every trial's initialisation and noise.
         verbose: 0 silent, 1 a line per trial, 2 also Keras progress bars.
-        **oracle_kwargs: Passed to `ReinforceOracle` (learning_rate, entropy_coef, ...).
+        **oracle_kwargs: Passed to the oracle, `TrajectoryOracle` or `ReinforceOracle`
+            (learning_rate, entropy_coef, ...).
     """
 
     def __init__(
@@ -71,6 +84,7 @@ class RLHF:
         strategy: str = "trajectory",
         population_size: int = 4,
         segments: int = 8,
+        final_population: int | None = None,
         max_trials: int = 8,
         epochs_per_trial: int = 10,
         batch_size: int = 64,
@@ -97,6 +111,7 @@ class RLHF:
                             ("budget_steps", 1 if budget_steps is None else budget_steps)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        check_final_population(final_population, population_size)
         units = population_size * segments if strategy == "trajectory" else max_trials
         if budget_steps is not None and budget_steps < units:
             raise ValueError(
@@ -108,6 +123,7 @@ class RLHF:
         self.budget_steps = budget_steps
         self.population_size = population_size
         self.segments = segments
+        self.final_population = final_population
         self.max_trials = population_size * segments if strategy == "trajectory" else max_trials
         # Steps of one trial (a segment, or a whole one-shot trial) under a step budget.
         self.steps_per_trial = None if budget_steps is None else budget_steps // units
@@ -234,6 +250,7 @@ class RLHF:
                 objective=objective,
                 population_size=self.population_size,
                 segments=self.segments,
+                final_population=self.final_population,
                 hyperparameters=self.search_space,
                 birth_only=BIRTH_ONLY,
                 seed=self.seed,
@@ -249,8 +266,14 @@ class RLHF:
 
     def _plan_text(self) -> str:
         if self.strategy == "trajectory":
-            return (f"{self.population_size} members x {self.segments} segments of "
-                    f"{self.steps_per_trial} steps ({self.total_steps} training steps)")
+            sizes = generation_sizes(self.population_size, self.segments,
+                                     self.final_population or self.population_size)
+            phases = ", then ".join(
+                f"{size} member{'s' * (size > 1)} x {sizes.count(size)} "
+                f"segment{'s' * (sizes.count(size) > 1)}"
+                for size in sorted(set(sizes), reverse=True))
+            return (f"{phases}, of {self.steps_per_trial} steps "
+                    f"({self.total_steps} training steps)")
         if self.steps_per_trial:
             return f"{self.max_trials} trials of {self.steps_per_trial} steps"
         return f"{self.max_trials} trials of {self.epochs_per_trial} epochs"
@@ -294,6 +317,8 @@ class RLHF:
             "segments": self.segments if self.strategy == "trajectory" else None,
             "architecture": architecture,
         }
+        if self.strategy == "trajectory" and self.final_population is not None:
+            fingerprint["final_population"] = self.final_population  # older runs: no cut
         if self.oracle_kwargs.get("rungs") is not None:
             fingerprint["rungs"] = [int(r) for r in self.oracle_kwargs["rungs"]]
         state_key = TRAJECTORY_KEY if self.strategy == "trajectory" else "reinforce"

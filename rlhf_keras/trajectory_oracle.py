@@ -12,7 +12,9 @@ Generation by generation (all members train segment t before any trains t + 1):
    state-less policy (`HyperparameterPolicy`), stratified across the population (a Latin
    hypercube), so 4 members cover the quartiles of every birth distribution.
 2. **Exploit**: after a segment, the worst `exploit_fraction` of the members take over the model
-   (weights and optimizer state) of the best ones, as in population based training.
+   (weights and optimizer state) of the best ones, as in population based training. With
+   `final_population`, the population is cut to its best members once half of the budget is
+   spent (as successive halving does), so the lineages that remain train longer.
 3. **Act**: before each later segment, pi_theta(a | s) (`SchedulePolicy`) chooses how every
    member goes on (learning rates up/keep/down, choices such as beta_1) from its state s:
    progress, rank, trend, discriminator statistics.
@@ -53,7 +55,11 @@ class TrajectoryOracle(keras_tuner.Oracle):
     Args:
         objective: As for `keras_tuner.Oracle`.
         population_size: Members training side by side (>= 2 for the exploit step).
-        segments: Segments per member; `max_trials = population_size * segments`.
+        segments: Segments per member at full population; the budget, counted in segments,
+            is `max_trials = population_size * segments`.
+        final_population: Members kept once half of the budget is spent (the best ones; the
+            others stop). The budget is unchanged, so each remaining member trains for more
+            segments. None keeps `population_size` throughout.
         hyperparameters: The search space (`keras_tuner.HyperParameters`).
         birth_only: Names of hyperparameters fixed at birth (they change the model's shape,
             e.g. widths); all others may change before every segment.
@@ -74,6 +80,7 @@ class TrajectoryOracle(keras_tuner.Oracle):
         objective: Any = None,
         population_size: int = 4,
         segments: int = 8,
+        final_population: int | None = None,
         hyperparameters: keras_tuner.HyperParameters | None = None,
         birth_only: Sequence[str] = (),
         exploit_fraction: float = 0.25,
@@ -92,6 +99,7 @@ class TrajectoryOracle(keras_tuner.Oracle):
                                  ("segments", segments, 1)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be an int >= {low}, got {value!r}.")
+        check_final_population(final_population, population_size)
         if not (isinstance(exploit_fraction, (int, float)) and 0 <= exploit_fraction <= 0.5):
             raise ValueError(f"exploit_fraction must be in [0, 0.5], got {exploit_fraction!r}.")
         if isinstance(birth_only, str):
@@ -116,6 +124,9 @@ class TrajectoryOracle(keras_tuner.Oracle):
             self.seed = seed  # the base class turns seed=0 into a random one
         self.population_size = population_size
         self.segments = segments
+        self.final_population = population_size if final_population is None else final_population
+        self.generation_sizes = generation_sizes(population_size, segments,
+                                                 self.final_population)
         self.birth_only = [str(name) for name in birth_only]
         self.exploit_fraction = float(exploit_fraction)
         self.learning_rate = float(learning_rate)
@@ -143,10 +154,10 @@ class TrajectoryOracle(keras_tuner.Oracle):
             return {"status": TrialStatus.RUNNING,
                     "values": dict(self.decisions[trial_id]["values"])}
         current = self.generations[-1] if self.generations else None
-        if current is None or len(current) == self.population_size:
+        if current is None or len(current) == self._size(len(self.generations) - 1):
             if current is not None and not self._ended(current):
                 return {"status": TrialStatus.IDLE, "values": None}
-            if len(self.generations) == self.segments:
+            if len(self.generations) == len(self.generation_sizes):
                 return {"status": TrialStatus.STOPPED, "values": None}
             if current is not None and len(self.generations) - 1 not in self.learned:
                 self._learn(len(self.generations) - 1)  # normally done in end_trial
@@ -182,6 +193,10 @@ class TrajectoryOracle(keras_tuner.Oracle):
                 "parent": parent, "copied_from": self.plan[member]["copied_from"],
                 "state": state.tolist(), "start": start, "action": action,
                 "values": {**values, **fidelity, "tuner/trial_id": parent}}
+
+    def _size(self, generation: int) -> int:
+        """Members in a generation."""
+        return self.generation_sizes[generation]
 
     def _mutable(self, values: dict[str, Any]) -> list[str]:
         """Active, non-fixed hyperparameters that may change mid-training."""
@@ -225,7 +240,8 @@ class TrajectoryOracle(keras_tuner.Oracle):
         d_fake = _last(metrics, "d_fake")
         features = {
             "bias": 1.0,
-            "progress": generation / self.segments,
+            # The share of the budget spent before this segment.
+            "progress": sum(self.generation_sizes[:generation]) / sum(self.generation_sizes),
             "rank": rank,
             "trend": trend,
             "d_gap": (d_real - d_fake) if d_real is not None and d_fake is not None else 0.0,
@@ -268,7 +284,7 @@ class TrajectoryOracle(keras_tuner.Oracle):
             return
         generation = len(self.generations) - 1
         current = self.generations[generation]
-        if (generation not in self.learned and len(current) == self.population_size
+        if (generation not in self.learned and len(current) == self._size(generation)
                 and self._ended(current)):
             self._learn(generation)
             self.save()
@@ -317,14 +333,25 @@ class TrajectoryOracle(keras_tuner.Oracle):
         self.policy.updates += 1
 
     def _exploit(self, previous: list[str]) -> list[dict[str, Any]]:
-        """Parents for the next generation: the bottom members take over the top ones."""
-        plan = [{"parent": trial_id, "copied_from": None} for trial_id in previous]
+        """Parents for the next generation: the bottom members take over the top ones.
+
+        Where the next generation is smaller, its members are the best of this one, each going
+        on with its own model (the cut is the exploitation step)."""
+        size = self._size(len(self.generations))
         scored = [(q, m) for m, trial_id in enumerate(previous)
                   if (q := self.quality(trial_id)) is not None]
         if not scored:
-            return [{"parent": None, "copied_from": None} for _ in previous]  # reborn
-        failed = [m for m, trial_id in enumerate(previous) if self.quality(trial_id) is None]
+            return [{"parent": None, "copied_from": None} for _ in range(size)]  # reborn
         ranked = [m for _, m in sorted(scored, key=lambda item: (-item[0], item[1]))]
+        if size < len(previous):
+            kept = sorted(ranked[:size])
+            plan = [{"parent": previous[m], "copied_from": None} for m in kept]
+            for i in range(size - len(kept)):  # fewer scored members than places: copies
+                source = ranked[i % len(ranked)]
+                plan.append({"parent": previous[source], "copied_from": source})
+            return plan
+        plan = [{"parent": trial_id, "copied_from": None} for trial_id in previous]
+        failed = [m for m, trial_id in enumerate(previous) if self.quality(trial_id) is None]
         n_swap = 0
         if self.exploit_fraction > 0 and len(ranked) >= 2:
             n_swap = max(1, round(self.exploit_fraction * len(previous)))
@@ -376,6 +403,7 @@ class TrajectoryOracle(keras_tuner.Oracle):
         state[STATE_KEY] = {
             "population_size": self.population_size,
             "segments": self.segments,
+            "final_population": self.final_population,
             "birth_only": self.birth_only,
             "exploit_fraction": self.exploit_fraction,
             "learning_rate": self.learning_rate,
@@ -397,6 +425,10 @@ class TrajectoryOracle(keras_tuner.Oracle):
         ours = state[STATE_KEY]
         self.population_size = int(ours["population_size"])
         self.segments = int(ours["segments"])
+        # Older state files: no cut.
+        self.final_population = int(ours.get("final_population", self.population_size))
+        self.generation_sizes = generation_sizes(self.population_size, self.segments,
+                                                 self.final_population)
         self.birth_only = list(ours["birth_only"])
         self.exploit_fraction = float(ours["exploit_fraction"])
         self.learning_rate = float(ours["learning_rate"])
@@ -416,6 +448,31 @@ class TrajectoryOracle(keras_tuner.Oracle):
         """Reloads as keras-tuner does, then learns from a generation that ended unlearned."""
         super().reload()
         self._maybe_learn()
+
+
+def check_final_population(final_population: Any, population_size: int) -> None:
+    """Raises ValueError unless `final_population` is None or an int in [1, population_size]."""
+    if final_population is not None and (
+            isinstance(final_population, bool) or not isinstance(final_population, int)
+            or not 1 <= final_population <= population_size):
+        raise ValueError(f"final_population must be None or an int in [1, population_size="
+                         f"{population_size}], got {final_population!r}.")
+
+
+def generation_sizes(population_size: int, segments: int, final_population: int) -> list[int]:
+    """Members per generation: `population_size` until half of the budget of
+    `population_size * segments` segments is spent, then `final_population` (the last
+    generation takes what is left).
+
+    >>> generation_sizes(4, 8, 2)
+    [4, 4, 4, 4, 2, 2, 2, 2, 2, 2, 2, 2]
+    """
+    budget = population_size * segments
+    sizes: list[int] = []
+    while sum(sizes) < budget:
+        size = population_size if 2 * sum(sizes) < budget else final_population
+        sizes.append(min(size, budget - sum(sizes)))
+    return sizes
 
 
 def _last(metrics: Any, name: str) -> float | None:

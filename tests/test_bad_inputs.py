@@ -277,6 +277,11 @@ def test_the_cli_refuses_before_training_and_leaves_the_run_alone(earlier_run, t
     assert "holds a different search" in err and "--overwrite" in err
     with pytest.raises(SystemExit, match="--trials must be > 0"):
         cli_main(hc.finetune_args(earlier_run, 0))
+    for final, message in (("5", r"--final-population \(5\) must be at most --population \(4\)"),
+                           ("0", "--final-population must be > 0")):
+        with pytest.raises(SystemExit, match=message):
+            cli_main(hc.finetune_args(earlier_run, 1) + ["--population", "4", "--overwrite",
+                                                         "--final-population", final])
     assert hc.snapshot(earlier_run) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
 

@@ -296,3 +296,21 @@ def test_trajectory_search_spends_exactly_its_budget_and_continues_each_member(t
     assert schedule[-1]["trial_id"] == best_row["trial_id"]
     # Every reward is in the table once its generation has ended.
     assert all(r["reward"] is not None for r in rows)
+
+
+def test_a_cut_population_spends_the_same_budget_on_longer_lineages(tmp_path):
+    rlhf = RLHF(search_space=small_space(), budget_steps=400, population_size=2, segments=2,
+                final_population=1, batch_size=256, data="ring8", directory=tmp_path, seed=0,
+                verbose=0)
+    best = rlhf.finetune(ring_gan())
+    rows = rlhf.results
+    assert len(rows) == 4 and rlhf.total_steps == 400 and rlhf.steps_per_trial == 100
+    # 2 members for half the budget, then the better one alone for two more segments.
+    assert [r["segment"] for r in rows] == [0, 0, 1, 2]
+    first = [r for r in rows if r["segment"] == 0]
+    better = max(first, key=lambda r: r["score"])
+    assert rows[2]["parent"] == better["trial_id"] and rows[3]["parent"] == rows[2]["trial_id"]
+    best_row = max(rows, key=lambda r: r["score"])
+    assert int(best.g_optimizer.iterations) == (best_row["segment"] + 1) * 100
+    search = json.loads((tmp_path / "rlhf" / "search.json").read_text())
+    assert search["final_population"] == 1

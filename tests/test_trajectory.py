@@ -176,20 +176,49 @@ def test_exploit_copies_the_best_member_and_every_action_is_learned_once(tmp_pat
         assert parent["member"] == row["copied_from"] != row["member"]
 
 
-def test_resumed_search_ends_with_the_same_policy(tmp_path):
-    straight = run_search(tmp_path / "a", seed=4, population=4)
+def test_a_cut_population_keeps_the_best_and_trains_them_for_the_rest_of_the_budget(tmp_path):
+    oracle = run_search(tmp_path, seed=0, population=4, final_population=2)
+    half = SEGMENTS // 2  # generations of 4 until half of the 4 x SEGMENTS segments is spent
+    assert [len(g) for g in oracle.generations] == [4] * half + [2] * (2 * half)
+    assert len(oracle.trials) == 4 * SEGMENTS  # the same budget
+    assert oracle.learned == list(range(3 * half))
+    before, after = oracle.generations[half - 1], oracle.generations[half]
+    kept = sorted(before, key=lambda t: -oracle.quality(t))[:2]
+    cut = [oracle.decisions[t] for t in after]
+    assert sorted(d["parent"] for d in cut) == sorted(kept)  # the best two go on ...
+    assert all(d["copied_from"] is None for d in cut)  # ... each with its own model
+    best = oracle.get_best_trials(1)[0]
+    assert len(oracle.schedule_of(best.trial_id)) == 3 * half  # a lineage 1.5x as long
+    state = oracle._state(after[0], half + 1)  # noqa: SLF001
+    assert state[STATE_FEATURES.index("progress")] == pytest.approx((4 * half + 2) / (4 * SEGMENTS))
+
+
+def test_a_state_file_from_before_the_cut_loads_without_one(tmp_path):
+    oracle = run_search(tmp_path, seed=1, population=2)
+    state = oracle.get_state()
+    del state["trajectory"]["final_population"]
+    oracle.set_state(state)
+    assert oracle.generation_sizes == [2] * SEGMENTS
+
+
+@pytest.mark.parametrize("final_population", [None, 2])
+def test_resumed_search_ends_with_the_same_policy(tmp_path, final_population):
+    straight = run_search(tmp_path / "a", seed=4, population=4, final_population=final_population)
     oracle = TrajectoryOracle(objective=keras_tuner.Objective("score", "max"),
                               population_size=4, segments=SEGMENTS,
+                              final_population=final_population,
                               hyperparameters=lr_space(), seed=4)
     tuner = ScheduleTask(oracle=oracle, directory=str(tmp_path / "b"), project_name="s4")
-    # Run a third of the search, then continue in a new tuner as a restarted process would.
-    for _ in range(27):
+    # Run a third of the search (with the cut: into its second half), then continue in a new
+    # tuner as a restarted process would.
+    for _ in range(27 if final_population is None else 45):
         trial = tuner.oracle.create_trial(tuner.tuner_id)
         tuner.on_trial_begin(trial)
         tuner._try_run_and_update_trial(trial)
         tuner.on_trial_end(trial)
     again = TrajectoryOracle(objective=keras_tuner.Objective("score", "max"),
                              population_size=4, segments=SEGMENTS,
+                             final_population=final_population,
                              hyperparameters=lr_space(), seed=4)
     resumed = ScheduleTask(oracle=again, directory=str(tmp_path / "b"), project_name="s4")
     resumed.quality = dict(tuner.quality)
@@ -268,6 +297,9 @@ def test_bad_arguments_are_named():
         TrajectoryOracle(objective="score", exploit_fraction=0.9)
     with pytest.raises(ValueError, match="birth_only"):
         TrajectoryOracle(objective="score", birth_only="units")
+    for final in (0, 5, 2.0):
+        with pytest.raises(ValueError, match=r"final_population .*population_size=4"):
+            TrajectoryOracle(objective="score", population_size=4, final_population=final)
 
 
 # ---------------------------------------------------------------------------- any Keras model
