@@ -25,6 +25,7 @@ classifier score, precision/recall, density) of that model.
     python benchmarks/equal_compute.py --tasks ring8 grid25 --out /tmp/eqc
     python benchmarks/equal_compute.py --tasks mnist-seed --methods defaults rlhf --out /tmp/eqc
     python benchmarks/equal_compute.py --tasks ring8 --budget ring8=640 --seeds 0 --out /tmp/q
+    python benchmarks/equal_compute.py --tasks ring8 --methods rlhf --rlhf final_population=2
     python benchmarks/equal_compute.py --report /tmp/eqc
 
 One JSON per (task, method, seed) is written into `--out` (existing ones are skipped, so a run
@@ -34,6 +35,7 @@ resumes); `--report` prints a markdown table per task.
 from __future__ import annotations
 
 import argparse
+import ast
 import gc
 import json
 import math
@@ -180,6 +182,9 @@ def run_defaults(trials: Trials, budget: int, workdir: Path) -> dict[str, Any]:
     return {}
 
 
+RLHF_OPTIONS: dict[str, Any] = {}  # `--rlhf NAME=VALUE`: keyword arguments of RLHF(...)
+
+
 def run_rlhf(trials: Trials, budget: int, workdir: Path) -> dict[str, Any]:
     from rlhf_keras import RLHF
 
@@ -187,7 +192,7 @@ def run_rlhf(trials: Trials, budget: int, workdir: Path) -> dict[str, Any]:
     generator, discriminator = architectures.build(cfg["arch"], cfg["shape"],
                                                    latent_dim=cfg["latent"])
     rlhf = RLHF(budget_steps=budget, data=cfg["data"], batch_size=cfg["batch"],
-                seed=trials.seed, directory=str(workdir), verbose=0)
+                seed=trials.seed, directory=str(workdir), verbose=0, **RLHF_OPTIONS)
     start = time.perf_counter()
     best = rlhf.finetune(GAN(generator, discriminator, latent_dim=cfg["latent"]))
     trials.train_seconds = time.perf_counter() - start  # training + its own evaluations
@@ -592,6 +597,9 @@ def main(argv: list[str] | None = None) -> None:
                         + ", ".join(f"{t} {c['budget']}" for t, c in TASKS.items()) + ")")
     for task in TASKS:
         parser.add_argument(f"--budget-{task}", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--rlhf", nargs="+", default=[], metavar="NAME=VALUE",
+                        help="keyword arguments of RLHF(...) for the rlhf method, e.g. "
+                        "final_population=2 (values read as Python literals)")
     parser.add_argument("--out", default=None, help="folder for the per-run JSON files")
     parser.add_argument("--report", default=None, metavar="DIR",
                         help="only print the tables of the JSON files in DIR")
@@ -612,6 +620,12 @@ def main(argv: list[str] | None = None) -> None:
     for task in args.tasks:
         if budgets[task] < PBT_POPULATION * PBT_SEGMENTS * 2 or budgets[task] < HB_UNITS:
             parser.error(f"budget of {task} is too small ({budgets[task]}); use >= 75")
+    for item in args.rlhf:
+        name, _, value = item.partition("=")
+        try:
+            RLHF_OPTIONS[name] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            parser.error(f"--rlhf takes NAME=VALUE with a Python literal, got {item!r}")
     out = Path(args.out or tempfile.mkdtemp(prefix="equal_compute_"))
     out.mkdir(parents=True, exist_ok=True)
     print(f"writing runs to {out} ({platform.machine()}, {os.cpu_count()} cores)", flush=True)
