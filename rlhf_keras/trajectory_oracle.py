@@ -65,6 +65,9 @@ class TrajectoryOracle(keras_tuner.Oracle):
             e.g. widths); all others may change before every segment.
         exploit_fraction: Share of members that take over a better member's model after each
             segment (the bottom ones copy the top ones), in [0, 0.5].
+        elitist: If True, the first member to be taken over copies the best segment of the
+            whole search so far when it is better than this generation's best: a population
+            whose members have all just got worse goes back to its best model.
         learning_rate: Step size alpha of both policies.
         entropy_coef: Entropy bonus beta.
         step: How far one move shifts a continuous hyperparameter on its unit scale.
@@ -84,6 +87,7 @@ class TrajectoryOracle(keras_tuner.Oracle):
         hyperparameters: keras_tuner.HyperParameters | None = None,
         birth_only: Sequence[str] = (),
         exploit_fraction: float = 0.25,
+        elitist: bool = False,
         learning_rate: float = 0.5,
         entropy_coef: float = 0.1,
         step: float = 0.1,
@@ -129,6 +133,7 @@ class TrajectoryOracle(keras_tuner.Oracle):
                                                  self.final_population)
         self.birth_only = [str(name) for name in birth_only]
         self.exploit_fraction = float(exploit_fraction)
+        self.elitist = bool(elitist)
         self.learning_rate = float(learning_rate)
         self.entropy_coef = float(entropy_coef)
         self.idle_wait = float(idle_wait)
@@ -362,7 +367,17 @@ class TrajectoryOracle(keras_tuner.Oracle):
         for i, member in enumerate(losers):
             source = top[i % len(top)]
             plan[member] = {"parent": previous[source], "copied_from": source}
+        elite = self._best_so_far()
+        if self.elitist and losers and elite is not None and elite not in previous and (
+                self.quality(elite) > self.quality(previous[ranked[0]])):
+            plan[losers[0]] = {"parent": elite, "copied_from": self.decisions[elite]["member"]}
         return plan
+
+    def _best_so_far(self) -> str | None:
+        """The best completed segment of every generation so far."""
+        scored = [(q, trial_id) for generation in self.generations for trial_id in generation
+                  if (q := self.quality(trial_id)) is not None]
+        return max(scored)[1] if scored else None
 
     # ------------------------------------------------------------------ reading
     @property
@@ -406,6 +421,7 @@ class TrajectoryOracle(keras_tuner.Oracle):
             "final_population": self.final_population,
             "birth_only": self.birth_only,
             "exploit_fraction": self.exploit_fraction,
+            "elitist": self.elitist,
             "learning_rate": self.learning_rate,
             "entropy_coef": self.entropy_coef,
             "birth_policy": self.birth_policy.get_state(),
@@ -431,6 +447,7 @@ class TrajectoryOracle(keras_tuner.Oracle):
                                                  self.final_population)
         self.birth_only = list(ours["birth_only"])
         self.exploit_fraction = float(ours["exploit_fraction"])
+        self.elitist = bool(ours.get("elitist", False))  # older state files: not elitist
         self.learning_rate = float(ours["learning_rate"])
         self.entropy_coef = float(ours["entropy_coef"])
         self.birth_policy = HyperparameterPolicy.from_state(ours["birth_policy"])

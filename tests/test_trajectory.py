@@ -193,6 +193,37 @@ def test_a_cut_population_keeps_the_best_and_trains_them_for_the_rest_of_the_bud
     assert state[STATE_FEATURES.index("progress")] == pytest.approx((4 * half + 2) / (4 * SEGMENTS))
 
 
+class SetbackTask(ScheduleTask):
+    """As ScheduleTask, but every member's segment 3 loses more than it can gain."""
+
+    def run_trial(self, trial, *args, **kwargs):
+        super().run_trial(trial, *args, **kwargs)
+        if trial.hyperparameters.values["tuner/round"] == 3:
+            self.quality[trial.trial_id] -= 10.0
+        return {"score": self.quality[trial.trial_id]}
+
+
+@pytest.mark.parametrize("elitist", [False, True])
+def test_an_elitist_population_goes_back_to_its_best_model_after_a_setback(tmp_path, elitist):
+    oracle = TrajectoryOracle(objective=keras_tuner.Objective("score", "max"),
+                              population_size=4, segments=6, elitist=elitist,
+                              hyperparameters=lr_space(), seed=0)
+    tuner = SetbackTask(oracle=oracle, directory=str(tmp_path), project_name="setback")
+    tuner.search(verbose=0)
+    oracle = tuner.oracle
+    copies = [oracle.decisions[t] for t in oracle.generations[4]
+              if oracle.decisions[t]["copied_from"] is not None]
+    assert len(copies) == 1
+    parent = oracle.decisions[copies[0]["parent"]]
+    best_before = max(oracle.generations[2], key=oracle.quality)
+    if elitist:  # back to the best segment before the setback
+        assert copies[0]["parent"] == best_before
+        assert copies[0]["copied_from"] == parent["member"]
+    else:  # the best of the setback generation
+        assert parent["generation"] == 3
+    assert oracle.get_state()["trajectory"]["elitist"] is elitist
+
+
 def test_a_state_file_from_before_the_cut_loads_without_one(tmp_path):
     oracle = run_search(tmp_path, seed=1, population=2)
     state = oracle.get_state()
