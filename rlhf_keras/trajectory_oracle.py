@@ -159,7 +159,7 @@ class TrajectoryOracle(keras_tuner.Oracle):
             return {"status": TrialStatus.RUNNING,
                     "values": dict(self.decisions[trial_id]["values"])}
         current = self.generations[-1] if self.generations else None
-        if current is None or len(current) == self._size(len(self.generations) - 1):
+        if current is None or len(current) == self.generation_sizes[len(self.generations) - 1]:
             if current is not None and not self._ended(current):
                 return {"status": TrialStatus.IDLE, "values": None}
             if len(self.generations) == len(self.generation_sizes):
@@ -198,10 +198,6 @@ class TrajectoryOracle(keras_tuner.Oracle):
                 "parent": parent, "copied_from": self.plan[member]["copied_from"],
                 "state": state.tolist(), "start": start, "action": action,
                 "values": {**values, **fidelity, "tuner/trial_id": parent}}
-
-    def _size(self, generation: int) -> int:
-        """Members in a generation."""
-        return self.generation_sizes[generation]
 
     def _mutable(self, values: dict[str, Any]) -> list[str]:
         """Active, non-fixed hyperparameters that may change mid-training."""
@@ -289,7 +285,7 @@ class TrajectoryOracle(keras_tuner.Oracle):
             return
         generation = len(self.generations) - 1
         current = self.generations[generation]
-        if (generation not in self.learned and len(current) == self._size(generation)
+        if (generation not in self.learned and len(current) == self.generation_sizes[generation]
                 and self._ended(current)):
             self._learn(generation)
             self.save()
@@ -342,7 +338,7 @@ class TrajectoryOracle(keras_tuner.Oracle):
 
         Where the next generation is smaller, its members are the best of this one, each going
         on with its own model (the cut is the exploitation step)."""
-        size = self._size(len(self.generations))
+        size = self.generation_sizes[len(self.generations)]
         scored = [(q, m) for m, trial_id in enumerate(previous)
                   if (q := self.quality(trial_id)) is not None]
         if not scored:
@@ -367,8 +363,8 @@ class TrajectoryOracle(keras_tuner.Oracle):
         for i, member in enumerate(losers):
             source = top[i % len(top)]
             plan[member] = {"parent": previous[source], "copied_from": source}
-        elite = self._best_so_far()
-        if self.elitist and losers and elite is not None and elite not in previous and (
+        elite = self._best_so_far() if self.elitist and losers else None
+        if elite is not None and elite not in previous and (
                 self.quality(elite) > self.quality(previous[ranked[0]])):
             plan[losers[0]] = {"parent": elite, "copied_from": self.decisions[elite]["member"]}
         return plan
