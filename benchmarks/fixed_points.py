@@ -3,9 +3,11 @@
 Trains one GAN and measures FID, coverage and classifier score every `--every` steps, to see
 where a configuration peaks, whether it degrades, and what a schedule changes. A point is a list
 of changes to the articles' defaults; a schedule is phases `point@steps` separated by `;`, each
-phase changing the learning rates from then on (beta_1 and widths are fixed at the first phase).
+phase changing the learning rates from then on (beta_1, widths and `g_ema`, the momentum of the
+generator's weight average that samples, are fixed at the first phase).
 
     python benchmarks/fixed_points.py "beta_1=0.0" --steps 10000 --every 1000
+    python benchmarks/fixed_points.py "beta_1=0,g_lr=1e-3,g_ema=0.999" --steps 7500 --every 1250
     python benchmarks/fixed_points.py "g_lr=1e-3,d_lr=2e-4,beta_1=0@4000;g_lr=5e-4,d_lr=1e-4@2000"
 """
 
@@ -21,7 +23,8 @@ import keras  # noqa: E402
 
 from rlhf_keras import GAN, architectures, data, metrics  # noqa: E402
 
-DEFAULTS = {"g_lr": 2e-4, "d_lr": 2e-4, "beta_1": 0.5, "g_width": 1.0, "d_width": 1.0}
+DEFAULTS = {"g_lr": 2e-4, "d_lr": 2e-4, "beta_1": 0.5, "g_width": 1.0, "d_width": 1.0,
+            "g_ema": 0.0}
 
 
 def parse_phases(text: str, steps: int) -> list[tuple[dict[str, float], int]]:
@@ -52,7 +55,7 @@ def main() -> None:
     generator, discriminator = architectures.seed_mlp(data_shape=(784,), latent_dim=100)
     gan = GAN(architectures.scale_widths(generator, point["g_width"]),
               architectures.scale_widths(discriminator, point["d_width"]), latent_dim=100,
-              seed=args.seed)
+              seed=args.seed, ema_momentum=point["g_ema"] or None)
     gan.compile(g_optimizer=keras.optimizers.Adam(point["g_lr"], beta_1=point["beta_1"]),
                 d_optimizer=keras.optimizers.Adam(point["d_lr"], beta_1=point["beta_1"]))
     start, done = time.time(), 0

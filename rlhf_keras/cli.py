@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "the baseline to compare with `finetune --budget` at equal compute.")
     train.add_argument("--g-lr", type=float, default=2e-4)
     train.add_argument("--d-lr", type=float, default=2e-4)
+    train.add_argument("--g-ema", type=float, default=0.0,
+                       help="Momentum of a moving average of the generator's weights that "
+                       "the saved GAN samples from (0: none, the articles'; e.g. 0.999).")
     train.add_argument(
         "--loss", default="non_saturating", choices=["non_saturating", "minimax", "hinge", "reward"]
     )
@@ -136,6 +139,11 @@ def train(args: argparse.Namespace) -> int:
         _positive("--" + name.replace("_", "-"), getattr(args, name))
     if args.steps is not None:
         _positive("--steps", args.steps)
+    if not 0.0 <= args.g_ema < 1.0:
+        raise SystemExit(
+            f"rlhf-keras: error: --g-ema must be in [0, 1) (0: no weight average), "
+            f"got {args.g_ema}."
+        )
     import keras
 
     from rlhf_keras import architectures, data
@@ -148,7 +156,8 @@ def train(args: argparse.Namespace) -> int:
     shape = _model_data_shape(args.arch, info.shape)
     dataset, info = data.load(args.data, batch_size=args.batch_size, seed=args.seed, shape=shape)
     generator, discriminator = architectures.build(args.arch, shape, latent_dim=args.latent_dim)
-    gan = GAN(generator, discriminator, latent_dim=args.latent_dim, seed=args.seed)
+    gan = GAN(generator, discriminator, latent_dim=args.latent_dim, seed=args.seed,
+              ema_momentum=args.g_ema or None)
     gan.compile(
         g_optimizer=keras.optimizers.Adam(args.g_lr, beta_1=0.5),
         d_optimizer=keras.optimizers.Adam(args.d_lr, beta_1=0.5),

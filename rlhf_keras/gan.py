@@ -70,6 +70,12 @@ class GAN(keras.Model):
             output but holds as many values (e.g. `(28, 28, 1)` for a `Dense(784)` generator);
             `generate` returns samples in this shape. None: the generator's output shape, until
             `fit` sees data of another shape and adopts it.
+        ema_momentum: When set, the GAN also keeps `average_generator`, an exponential moving
+            average of the generator's weights updated after every generator step with this
+            momentum (0.999 averages over ~1,000 steps; 0 copies the weights), and `generate`
+            samples from it. Averaging smooths out the oscillation of adversarial training
+            (Yazici et al. 2019; ProGAN, StyleGAN and BigGAN sample from such an average). The
+            discriminator always trains against the generator itself. None: no average.
 
     Attributes:
         data_shape: The generator's per-sample output shape, what the discriminator takes.
@@ -88,9 +94,15 @@ class GAN(keras.Model):
         discriminator_output: str = "auto",
         seed: int | None = None,
         sample_shape: tuple[int, ...] | None = None,
+        ema_momentum: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if ema_momentum is not None and not 0.0 <= float(ema_momentum) < 1.0:
+            raise ValueError(
+                f"ema_momentum must be in [0, 1) (e.g. 0.999), or None for no weight average; "
+                f"got {ema_momentum!r}."
+            )
         for role, model in (("generator", generator), ("discriminator", discriminator)):
             if not isinstance(model, keras.Model):
                 raise TypeError(
@@ -138,6 +150,13 @@ class GAN(keras.Model):
         self.d_fake_tracker = keras.metrics.Mean(name="d_fake")
         self.r_g_tracker = keras.metrics.Mean(name="r_g")
         self.r_d_tracker = keras.metrics.Mean(name="r_d")
+        self.ema_momentum = None if ema_momentum is None else float(ema_momentum)
+        self.average_generator: keras.Model | None = None
+        if self.ema_momentum is not None:
+            self.average_generator = keras.models.clone_model(generator)
+            if not self.average_generator.built:
+                self.average_generator.build((None, self.latent_dim))
+            self.average_generator.set_weights(generator.get_weights())
         self.built = True  # both halves are built by _check_pair
 
     # ------------------------------------------------------------------ construction
@@ -284,6 +303,11 @@ class GAN(keras.Model):
         generator's output, and `sample_shape` becomes the data's shape, so `generate` returns
         samples shaped like the data.
 
+        An optimizer compiled with `use_ema=True` (e.g.
+        `g_optimizer=keras.optimizers.Adam(2e-4, use_ema=True, ema_momentum=0.999)`) keeps an
+        exponential moving average of its network's weights; as `keras.Model.fit` does for its
+        one optimizer, the weights are replaced by their averages when `fit` returns.
+
         Raises:
             ValueError: Before any training, if the data's samples hold a different number of
                 values than the generator's; the message names both shapes and the fix.
@@ -297,7 +321,12 @@ class GAN(keras.Model):
                                      "validation_data")
         if shape is not None:
             self.sample_shape = self._check_sample_shape(shape, "The training data")
-        return super().fit(x, *args, **kwargs)
+        history = super().fit(x, *args, **kwargs)
+        for optimizer, network in ((self.g_optimizer, self.generator),
+                                   (self.d_optimizer, self.discriminator)):
+            # A no-op without use_ema; keras.Model.fit only finalizes `self.optimizer`.
+            optimizer.finalize_variable_values(network.trainable_variables)
+        return history
 
     def evaluate(self, x: Any = None, *args: Any, **kwargs: Any) -> Any:
         """`keras.Model.evaluate`, with `fit`'s shape check (a clear error, before any step)."""
@@ -386,8 +415,21 @@ class GAN(keras.Model):
             g_loss = self._generator_loss(gen_logits)
         g_vars = self.generator.trainable_variables
         self.g_optimizer.apply_gradients(zip(tape.gradient(g_loss, g_vars), g_vars, strict=True))
+        if self.average_generator is not None:
+            self._update_average_generator()
 
         return self._update_metrics(d_loss, g_loss, real_logits, fake_logits, gen_logits)
+
+    def _update_average_generator(self) -> None:
+        # a <- m a + (1 - m) w, with m = min(ema_momentum, (1 + t) / (10 + t)) at generator
+        # step t: tf.train.ExponentialMovingAverage's warm-up, so that the average soon forgets
+        # the initial weights instead of holding e^-1 of them after 1 / (1 - m) steps.
+        step = ops.cast(self.g_optimizer.iterations, "float32")
+        momentum = ops.minimum(self.ema_momentum, (1.0 + step) / (10.0 + step))
+        pairs = zip(self.average_generator.weights, self.generator.weights, strict=True)
+        for average, weight in pairs:
+            if "float" in str(weight.dtype):  # not a layer's integer seed state
+                average.assign(momentum * average + (1.0 - momentum) * weight)
 
     def test_step(self, data: Any) -> dict[str, Any]:
         real = self._real_batch(data)
@@ -422,7 +464,8 @@ class GAN(keras.Model):
     def generate(
         self, n: int, seed: int | None = None, z: np.ndarray | None = None, batch_size: int = 2048
     ) -> np.ndarray:
-        """Generates samples in data space, shaped like the data (`sample_shape`).
+        """Generates samples in data space, shaped like the data (`sample_shape`), from
+        `average_generator` when the GAN keeps one (`ema_momentum`), else from `generator`.
 
         Args:
             n: Number of samples.
@@ -436,9 +479,10 @@ class GAN(keras.Model):
             fitted on MNIST images), in the generator's output range ([-1, 1] for tanh).
         """
         z = self.latent_vectors(n, seed) if z is None else np.asarray(z, dtype="float32")
+        generator = self.generator if self.average_generator is None else self.average_generator
         # Direct calls, not predict(): no per-model tf.function to trace for a few batches.
         chunks = [
-            np.asarray(self.generator(z[i : i + batch_size], training=False))
+            np.asarray(generator(z[i : i + batch_size], training=False))
             for i in range(0, len(z), batch_size)
         ]
         if not chunks:
@@ -457,6 +501,7 @@ class GAN(keras.Model):
             "discriminator_output": self.discriminator_output,
             "seed": self.seed,
             "sample_shape": list(self.sample_shape),
+            "ema_momentum": self.ema_momentum,
         }
 
     @classmethod

@@ -19,6 +19,7 @@ SUPPORTED_HYPERPARAMETERS = {
     "g_width": "generator hidden-width multiplier",
     "d_width": "discriminator hidden-width multiplier",
     "beta_1": "Adam beta_1 of both optimizers",
+    "g_ema": "momentum of the moving average of the generator's weights that samples (0: none)",
     "loss": f"adversarial loss, one of {', '.join(LOSSES)}",
     "batch_size": "batch size",
     "d_steps": "discriminator updates per batch",
@@ -30,7 +31,8 @@ def default_search_space() -> keras_tuner.HyperParameters:
     beta_1 is searched among the values GANs train with: 0.5 (the articles', after DCGAN, which
     found Adam's usual 0.9 made training oscillate) and 0.0 (SAGAN, BigGAN). 0.9 collapsed the
     articles' MLP on MNIST at every point measured (`benchmarks/RESULTS.md`). Widths scale the
-    given architecture by 0.5 to 2.
+    given architecture by 0.5 to 2. `g_ema` samples from a moving average of the generator's
+    weights (momentum 0.999) or from the weights themselves (0, the articles').
     """
     hp = keras_tuner.HyperParameters()
     hp.Float("g_lr", 1e-5, 1e-2, sampling="log", default=2e-4)
@@ -38,6 +40,7 @@ def default_search_space() -> keras_tuner.HyperParameters:
     hp.Choice("g_width", [0.5, 1.0, 2.0], default=1.0)
     hp.Choice("d_width", [0.5, 1.0, 2.0], default=1.0)
     hp.Choice("beta_1", [0.0, 0.5], default=0.5)
+    hp.Choice("g_ema", [0.0, 0.999], default=0.0)
     return hp
 
 
@@ -61,10 +64,28 @@ def check_search_space(hp: keras_tuner.HyperParameters) -> None:
             f"Unsupported hyperparameter(s) {', '.join(map(repr, unknown))} in the search space. "
             f"Supported: {supported}."
         )
+    if "g_ema" in names:
+        bad = [v for v in _values(hp, "g_ema") if not 0.0 <= float(v) < 1.0]
+        if bad:
+            raise ValueError(
+                f"g_ema value(s) {bad} in the search space are not in [0, 1); use 0 for no "
+                "weight average and e.g. 0.995 for one."
+            )
     if "loss" in names:
-        bad = [v for v in hp._hps["loss"][0].values if v not in LOSSES]  # noqa: SLF001
+        bad = [v for v in _values(hp, "loss") if v not in LOSSES]
         if bad:
             raise ValueError(f"Unknown loss value(s) {bad} in the search space; use {LOSSES}.")
+
+
+def _values(hp: keras_tuner.HyperParameters, name: str) -> list[Any]:
+    """The values a hyperparameter can take: a Choice's list, a Fixed's one value, or a
+    numeric range's ends."""
+    entry = next(entry for entry in hp.space if entry.name == name)
+    if hasattr(entry, "values"):
+        return list(entry.values)
+    if hasattr(entry, "min_value"):
+        return [entry.min_value, entry.max_value]
+    return [entry.value]
 
 
 class GANHyperModel(keras_tuner.HyperModel):
@@ -130,6 +151,9 @@ class GANHyperModel(keras_tuner.HyperModel):
             latent_dim=self.latent_dim,
             d_steps=int(value("d_steps", self.d_steps)),
             seed=seed,
+            # With g_ema in the space every segment keeps an average (momentum 0: the weights
+            # themselves), so a segment can switch it on or off and still load its parent.
+            ema_momentum=float(hp.values["g_ema"]) if "g_ema" in hp.values else None,
         )
         beta_1 = float(value("beta_1", 0.5))
         gan.compile(

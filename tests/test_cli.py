@@ -76,10 +76,12 @@ def test_train_on_points_without_known_modes_trains_and_says_what_it_cannot_meas
     np.savez(path, x=np.random.default_rng(0).normal(size=(500, 2)).astype(np.float32))
     out = tmp_path / "run"
     result = cli(capsys, "train", "--data", str(path), "--arch", "small", "--steps", "20",
-                 "--batch-size", "128", "--latent-dim", "8", "--out", str(out), "--verbose", "0")
+                 "--batch-size", "128", "--latent-dim", "8", "--out", str(out), "--verbose", "0",
+                 "--g-ema", "0.9")
     assert result.returncode == 0, result.stderr
     assert "Not measured: 2-D data" in result.stdout and "no known modes" in result.stdout
-    assert keras.models.load_model(out / "model.keras").data_shape == (2,)
+    gan = keras.models.load_model(out / "model.keras")
+    assert gan.data_shape == (2,) and gan.ema_momentum == 0.9
     assert (out / "samples.png").is_file()
 
 
@@ -90,6 +92,9 @@ def test_train_refuses_bad_input_before_training(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
     result = cli(capsys, "train", "--epochs", "0", "--out", str(tmp_path / "run"))
     assert result.returncode != 0 and "--epochs must be > 0" in result.stderr
+    result = cli(capsys, "train", "--g-ema", "1", "--out", str(tmp_path / "run"))
+    assert result.returncode != 0 and "--g-ema must be in [0, 1)" in result.stderr
+    assert not (tmp_path / "run").exists()
 
 
 def test_finetune_evaluate_sample_and_report(tmp_path, capsys):

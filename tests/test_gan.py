@@ -169,6 +169,90 @@ def test_d_steps_updates_the_discriminator_more_often():
     assert int(gan.d_optimizer.iterations) == 3 and int(gan.g_optimizer.iterations) == 1
 
 
+def _numpy(variables: list) -> list[np.ndarray]:
+    return [keras.ops.convert_to_numpy(v) for v in variables]
+
+
+def test_fit_ends_with_the_weight_averages_of_an_ema_optimizer(tmp_path):
+    """Keras's use_ema contract, for both of a GAN's optimizers: the weights when fit returns are
+    the moving average of the weights after each step (a_1 = w_1, a_t = m a_(t-1) + (1 - m) w_t),
+    not the last step's weights."""
+
+    class StepWeights(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.generator, self.discriminator = [], []
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.generator.append(_numpy(self.model.generator.trainable_variables))
+            self.discriminator.append(_numpy(self.model.discriminator.trainable_variables))
+
+    keras.utils.set_random_seed(0)
+    gan = GAN(*architectures.small_mlp(data_shape=(2,), latent_dim=8), seed=0)
+    momentum = 0.8
+    gan.compile(
+        g_optimizer=keras.optimizers.Adam(1e-2, beta_1=0.5, use_ema=True, ema_momentum=momentum),
+        d_optimizer=keras.optimizers.Adam(1e-2, beta_1=0.5),
+    )
+    steps = StepWeights()
+    points = data.load_arrays("ring8", seed=0)[0][:256]
+    gan.fit(points, batch_size=32, epochs=2, verbose=0, callbacks=[steps])
+    assert len(steps.generator) == 16
+    average = steps.generator[0]
+    for weights in steps.generator[1:]:
+        average = [momentum * a + (1 - momentum) * w for a, w in zip(average, weights, strict=True)]
+    final = [np.asarray(v) for v in gan.generator.trainable_variables]
+    for weight, expected in zip(final, average, strict=True):
+        np.testing.assert_allclose(weight, expected, rtol=1e-4, atol=1e-6)
+    assert any(not np.allclose(w, last) for w, last in zip(final, steps.generator[-1], strict=True))
+    for weight, last in zip(gan.discriminator.trainable_variables, steps.discriminator[-1],
+                            strict=True):
+        np.testing.assert_array_equal(np.asarray(weight), last)  # no EMA: the last step's
+    gan.save(tmp_path / "gan.keras")
+    loaded = keras.models.load_model(tmp_path / "gan.keras")
+    assert loaded.g_optimizer.use_ema and loaded.g_optimizer.ema_momentum == momentum
+    assert not loaded.d_optimizer.use_ema
+
+
+def test_ema_momentum_keeps_a_warmed_up_average_of_the_generator_that_samples(tmp_path):
+    """a_t = m_t a_(t-1) + (1 - m_t) w_t, m_t = min(m, (1 + t) / (10 + t)), t the generator step
+    before the update; `generate` samples from the average, the discriminator trains against
+    the generator itself, and a saved GAN keeps both."""
+
+    class StepWeights(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.generator = []
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.generator.append(_numpy(self.model.generator.weights))
+
+    keras.utils.set_random_seed(0)
+    momentum = 0.8
+    gan = compiled(GAN(*architectures.small_mlp(data_shape=(2,), latent_dim=8), seed=0,
+                       ema_momentum=momentum), lr=1e-2)
+    average = _numpy(gan.generator.weights)  # the average starts at the initial weights
+    for copied, initial in zip(_numpy(gan.average_generator.weights), average, strict=True):
+        np.testing.assert_array_equal(copied, initial)
+    steps = StepWeights()
+    gan.fit(data.load_arrays("ring8", seed=0)[0][:256], batch_size=32, epochs=2, verbose=0,
+            callbacks=[steps])
+    for t, weights in enumerate(steps.generator):
+        m = min(momentum, (1 + (t + 1)) / (10 + (t + 1)))  # iterations already counts step t
+        average = [m * a + (1 - m) * w for a, w in zip(average, weights, strict=True)]
+    for got, expected in zip(_numpy(gan.average_generator.weights), average, strict=True):
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
+    np.testing.assert_array_equal(_numpy(gan.generator.weights)[0], steps.generator[-1][0])
+    z = gan.latent_vectors(16, seed=1)
+    np.testing.assert_allclose(gan.generate(16, z=z), np.asarray(gan.average_generator(z)),
+                               rtol=1e-5, atol=1e-6)
+    assert not np.allclose(gan.generate(16, z=z), np.asarray(gan.generator(z)))
+    gan.save(tmp_path / "gan.keras")
+    loaded = keras.models.load_model(tmp_path / "gan.keras")
+    assert loaded.ema_momentum == momentum
+    np.testing.assert_array_equal(loaded.generate(16, z=z), gan.generate(16, z=z))
+    with pytest.raises(ValueError, match=r"ema_momentum must be in \[0, 1\).*got 1.0"):
+        GAN(*architectures.small_mlp(data_shape=(2,), latent_dim=8), ema_momentum=1.0)
+
+
 # ---------------------------------------------------------------- real training
 
 

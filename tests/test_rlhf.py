@@ -77,7 +77,8 @@ def test_the_first_articles_snippet_runs_as_written(tmp_path):
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["type"] == "GAN" and report["shape"] == [8, 784] and report["in_range"]
     assert report["trials"] == 32  # 4 members x 8 segments
-    assert set(report["best"]) == {"g_lr", "d_lr", "g_width", "d_width", "beta_1"}
+    assert set(report["best"]) == {"g_lr", "d_lr", "g_width", "d_width", "beta_1",
+                                   "g_ema"}
     assert "[32/32]" in result.stdout and "objective fid (min)" in result.stdout
     assert "320 training steps" in result.stdout
     run = tmp_path / "rlhf_runs" / "rlhf"
@@ -213,6 +214,47 @@ def test_trials_at_width_one_start_from_trained_weights():
     for a, b in zip(generator.get_weights(), gan.generator.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
     assert gan.discriminator.layers[0].units == 2 * discriminator.layers[0].units
+
+
+def test_g_ema_gives_every_segment_an_average_of_its_generator():
+    generator, discriminator = architectures.small_mlp(data_shape=(2,), latent_dim=4)
+    hypermodel = GANHyperModel(generator, discriminator, latent_dim=4, pretrained=False,
+                               data="ring8", batch_size=64, epochs=1, seed=0)
+    assert hypermodel.build(keras_tuner.HyperParameters()).average_generator is None
+    for ema in (0.0, 0.999):
+        hp = keras_tuner.HyperParameters()
+        hp.Fixed("g_ema", ema)
+        gan = hypermodel.build(hp)
+        assert gan.average_generator is not None and gan.ema_momentum == ema
+
+
+@pytest.mark.parametrize("values", [[0.0, 1.0], [-0.5]])
+def test_a_g_ema_outside_zero_to_one_is_refused_with_the_fix(values, tmp_path):
+    hp = default_search_space()
+    hp.Choice("g_ema", values)
+    with pytest.raises(ValueError, match=r"g_ema value\(s\) \[.*\] .* not in \[0, 1\)"):
+        RLHF(search_space=hp, directory=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_member_can_switch_its_weight_average_mid_training(tmp_path):
+    """g_ema changes no shape (momentum 0 keeps an average equal to the weights), so the
+    schedule policy may change it before any segment, and a segment still loads its parent."""
+    space = small_space()
+    space.Choice("g_ema", [0.0, 0.9])
+    rlhf = RLHF(search_space=space, budget_steps=600, population_size=2, segments=3,
+                batch_size=256, data="ring8", directory=tmp_path, seed=0, verbose=0)
+    best = rlhf.finetune(ring_gan())
+    rows = rlhf.results
+    assert all(r["status"] == "COMPLETED" for r in rows)
+    by_id = {r["trial_id"]: r for r in rows}
+    births = sorted(r["values"]["g_ema"] for r in rows if r["segment"] == 0)
+    assert births == [0.0, 0.9]  # stratified: one member each
+    switched = [r for r in rows
+                if r["segment"] and r["values"]["g_ema"] != by_id[r["parent"]]["values"]["g_ema"]]
+    assert switched
+    best_row = max(rows, key=lambda r: r["score"])
+    assert best.ema_momentum == best_row["values"]["g_ema"]
 
 
 @pytest.mark.parametrize(
