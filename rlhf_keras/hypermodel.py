@@ -31,8 +31,9 @@ def default_search_space() -> keras_tuner.HyperParameters:
     beta_1 is searched among the values GANs train with: 0.5 (the articles', after DCGAN, which
     found Adam's usual 0.9 made training oscillate) and 0.0 (SAGAN, BigGAN). 0.9 collapsed the
     articles' MLP on MNIST at every point measured (`benchmarks/RESULTS.md`). Widths scale the
-    given architecture by 0.5 to 2. `g_ema` samples from a moving average of the generator's
-    weights (momentum 0.999) or from the weights themselves (0, the articles').
+    given architecture by 0.5 to 2. A space may add `g_ema` (e.g.
+    `hp.Fixed("g_ema", 0.999)`): trials then sample from a moving average of the generator's
+    weights (`GAN(ema_momentum=...)`).
     """
     hp = keras_tuner.HyperParameters()
     hp.Float("g_lr", 1e-5, 1e-2, sampling="log", default=2e-4)
@@ -40,7 +41,6 @@ def default_search_space() -> keras_tuner.HyperParameters:
     hp.Choice("g_width", [0.5, 1.0, 2.0], default=1.0)
     hp.Choice("d_width", [0.5, 1.0, 2.0], default=1.0)
     hp.Choice("beta_1", [0.0, 0.5], default=0.5)
-    hp.Choice("g_ema", [0.0, 0.999], default=0.0)
     return hp
 
 

@@ -163,7 +163,7 @@ def test_log_run_writes_hparams_sessions_and_the_policy_from_the_directory(run_d
     experiment = hp_metadata.parse_experiment_plugin_data(
         events(logs).SummaryMetadata(hp_metadata.EXPERIMENT_TAG).plugin_data.content)
     assert {i.name for i in experiment.hparam_infos} == {"g_lr", "d_lr", "g_width", "d_width",
-                                                        "beta_1", "g_ema"}
+                                                        "beta_1"}
     assert [m.name.tag for m in experiment.metric_infos][:2] == ["reward", "score"]
     rows = json.loads((copy / "results.json").read_text())
     runs = {str(p.parent.relative_to(logs)) for p in logs.rglob("events.out.tfevents.*")}
