@@ -50,9 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "the baseline to compare with `finetune --budget` at equal compute.")
     train.add_argument("--g-lr", type=float, default=2e-4)
     train.add_argument("--d-lr", type=float, default=2e-4)
-    train.add_argument("--g-ema", type=float, default=0.0,
-                       help="Momentum of a moving average of the generator's weights that "
-                       "the saved GAN samples from (0: none, the articles'; e.g. 0.999).")
+    _add_g_ema_arg(train, "the saved GAN samples from")
     train.add_argument(
         "--loss", default="non_saturating", choices=["non_saturating", "minimax", "hinge", "reward"]
     )
@@ -76,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     finetune.add_argument("--final-population", type=int, default=None,
                           help="Members kept once half of the budget is spent; the best go on "
                           "and train longer (trajectory). Default: no cut.")
+    _add_g_ema_arg(finetune, "every trial's GAN samples from (adds g_ema, fixed, to the space)")
     finetune.add_argument("--trials", type=int, default=8, help="Trials (oneshot).")
     finetune.add_argument("--epochs-per-trial", type=int, default=10,
                           help="Epochs per trial (oneshot without --budget).")
@@ -122,6 +121,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_g_ema_arg(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--g-ema", type=float, default=0.0,
+                        help=f"Momentum of a moving average of the generator's weights that {what} "
+                        "(0: none, the articles'; e.g. 0.999).")
+
+
+def _check_g_ema(value: float) -> None:
+    if not 0.0 <= value < 1.0:
+        raise SystemExit(
+            f"rlhf-keras: error: --g-ema must be in [0, 1) (0: no weight average), got {value}."
+        )
+
+
 def _positive(name: str, value: float) -> None:
     if not value > 0:
         raise SystemExit(f"rlhf-keras: error: {name} must be > 0, got {value}.")
@@ -139,11 +151,7 @@ def train(args: argparse.Namespace) -> int:
         _positive("--" + name.replace("_", "-"), getattr(args, name))
     if args.steps is not None:
         _positive("--steps", args.steps)
-    if not 0.0 <= args.g_ema < 1.0:
-        raise SystemExit(
-            f"rlhf-keras: error: --g-ema must be in [0, 1) (0: no weight average), "
-            f"got {args.g_ema}."
-        )
+    _check_g_ema(args.g_ema)
     import keras
 
     from rlhf_keras import architectures, data
@@ -226,14 +234,22 @@ def finetune(args: argparse.Namespace) -> int:
     if args.final_population is not None and args.final_population > args.population:
         raise SystemExit(f"rlhf-keras: error: --final-population ({args.final_population}) "
                          f"must be at most --population ({args.population}).")
+    _check_g_ema(args.g_ema)
     from rlhf_keras import architectures, data
     from rlhf_keras.finetune import RLHF
     from rlhf_keras.gan import GAN
+    from rlhf_keras.hypermodel import default_search_space
+
+    space = None
+    if args.g_ema:
+        space = default_search_space()
+        space.Fixed("g_ema", args.g_ema)
 
     _, info = data.load(args.data, batch_size=args.batch_size, seed=args.seed)
     source = info.name if args.data is None else args.data
     shape = _model_data_shape(args.arch, info.shape)
     rlhf = RLHF(
+        search_space=space,
         budget_steps=args.budget,
         strategy=args.strategy,
         population_size=args.population,
