@@ -69,7 +69,7 @@ def check_search_space(hp: keras_tuner.HyperParameters) -> None:
         if bad:
             raise ValueError(
                 f"g_ema value(s) {bad} in the search space are not in [0, 1); use 0 for no "
-                "weight average and e.g. 0.995 for one."
+                "weight average and e.g. 0.999 for one."
             )
     if "loss" in names:
         bad = [v for v in _values(hp, "loss") if v not in LOSSES]
