@@ -173,18 +173,21 @@ def _numpy(variables: list) -> list[np.ndarray]:
     return [keras.ops.convert_to_numpy(v) for v in variables]
 
 
+class StepWeights(keras.callbacks.Callback):
+    """Both networks' weights after every training step."""
+
+    def on_train_begin(self, logs=None):
+        self.generator, self.discriminator = [], []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.generator.append(_numpy(self.model.generator.weights))
+        self.discriminator.append(_numpy(self.model.discriminator.weights))
+
+
 def test_fit_ends_with_the_weight_averages_of_an_ema_optimizer(tmp_path):
     """Keras's use_ema contract, for both of a GAN's optimizers: the weights when fit returns are
     the moving average of the weights after each step (a_1 = w_1, a_t = m a_(t-1) + (1 - m) w_t),
     not the last step's weights."""
-
-    class StepWeights(keras.callbacks.Callback):
-        def on_train_begin(self, logs=None):
-            self.generator, self.discriminator = [], []
-
-        def on_train_batch_end(self, batch, logs=None):
-            self.generator.append(_numpy(self.model.generator.trainable_variables))
-            self.discriminator.append(_numpy(self.model.discriminator.trainable_variables))
 
     keras.utils.set_random_seed(0)
     gan = GAN(*architectures.small_mlp(data_shape=(2,), latent_dim=8), seed=0)
@@ -217,13 +220,6 @@ def test_ema_momentum_keeps_a_warmed_up_average_of_the_generator_that_samples(tm
     """a_t = m_t a_(t-1) + (1 - m_t) w_t, m_t = min(m, (1 + t) / (10 + t)), t the generator step
     before the update; `generate` samples from the average, the discriminator trains against
     the generator itself, and a saved GAN keeps both."""
-
-    class StepWeights(keras.callbacks.Callback):
-        def on_train_begin(self, logs=None):
-            self.generator = []
-
-        def on_train_batch_end(self, batch, logs=None):
-            self.generator.append(_numpy(self.model.generator.weights))
 
     keras.utils.set_random_seed(0)
     momentum = 0.8
