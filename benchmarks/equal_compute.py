@@ -108,8 +108,10 @@ class Trials:
         self.best: dict[str, Any] | None = None  # the best evaluation so far, weights included
         self.rows: list[dict[str, Any]] = []
 
-    def build(self, values: dict[str, Any], seed: int) -> GAN:
-        hp = default_search_space()
+    def build(self, values: dict[str, Any], seed: int, space: bool = True) -> GAN:
+        """A trial's GAN: `values` over the space's defaults (its fixed `g_ema` included);
+        `space=False` builds from `values` alone (the articles' defaults: no weight average)."""
+        hp = default_search_space() if space else default_search_space(g_ema=None)
         for name, value in values.items():
             hp.values[name] = value
         self.hypermodel.trial_seed = seed
@@ -144,15 +146,20 @@ class Trials:
                           "budget_spent": self.steps,
                           "score": score if math.isfinite(score) else None, **extra})
         if math.isfinite(score) and (self.best is None or score > self.best["score"]):
+            average = gan.average_generator  # what the GAN samples from, if it averages
             self.best = {"score": score, "values": dict(values), "seed": seed,
                          "weights": [w.copy() for w in gan.generator.get_weights()],
+                         "average": None if average is None else average.get_weights(),
                          "row": len(self.rows) - 1}
 
     def best_model(self) -> GAN | None:
         if self.best is None:
             return None
-        gan = self.build(self.best["values"], self.best["seed"])
+        average = self.best["average"]
+        gan = self.build(self.best["values"], self.best["seed"], space=average is not None)
         gan.generator.set_weights(self.best["weights"])
+        if average is not None:
+            gan.average_generator.set_weights(average)
         return gan
 
     def release(self) -> None:
@@ -176,7 +183,7 @@ def _plain(value: Any) -> Any:
 # ------------------------------------------------------------------------ methods
 def run_defaults(trials: Trials, budget: int, workdir: Path) -> dict[str, Any]:
     seed = 1000 * trials.seed
-    gan = trials.build(DEFAULTS, seed)
+    gan = trials.build(DEFAULTS, seed, space=False)
     trials.train(gan, budget, data_seed=seed)
     trials.record(gan, DEFAULTS, seed, trials.score(gan), budget)
     return {}

@@ -18,6 +18,8 @@ def optuna_values(trial: Any, space: keras_tuner.HyperParameters | None = None) 
     """One Optuna trial's suggestions for each hyperparameter of the space."""
     values = {}
     for hp in _entries(space):
+        if isinstance(hp, keras_tuner.engine.hyperparameters.Fixed):
+            continue  # not searched: the trial function's space supplies it
         if isinstance(hp, keras_tuner.engine.hyperparameters.Choice):
             values[hp.name] = trial.suggest_categorical(hp.name, list(hp.values))
         else:

@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "the baseline to compare with `finetune --budget` at equal compute.")
     train.add_argument("--g-lr", type=float, default=2e-4)
     train.add_argument("--d-lr", type=float, default=2e-4)
-    _add_g_ema_arg(train, "the saved GAN samples from")
+    _add_g_ema_arg(train, "the saved GAN samples from", default=0.0)
     train.add_argument(
         "--loss", default="non_saturating", choices=["non_saturating", "minimax", "hinge", "reward"]
     )
@@ -74,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     finetune.add_argument("--final-population", type=int, default=None,
                           help="Members kept once half of the budget is spent; the best go on "
                           "and train longer (trajectory). Default: no cut.")
-    _add_g_ema_arg(finetune, "every trial's GAN samples from (adds g_ema, fixed, to the space)")
+    _add_g_ema_arg(finetune, "every trial's GAN samples from (g_ema, fixed in the space)",
+                   default=0.999)
     finetune.add_argument("--trials", type=int, default=8, help="Trials (oneshot).")
     finetune.add_argument("--epochs-per-trial", type=int, default=10,
                           help="Epochs per trial (oneshot without --budget).")
@@ -121,10 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_g_ema_arg(parser: argparse.ArgumentParser, what: str) -> None:
-    parser.add_argument("--g-ema", type=float, default=0.0,
+def _add_g_ema_arg(parser: argparse.ArgumentParser, what: str, default: float) -> None:
+    parser.add_argument("--g-ema", type=float, default=default,
                         help=f"Momentum of a moving average of the generator's weights that {what} "
-                        "(0: none, the articles'; e.g. 0.999).")
+                        f"(0: none, as in the articles; default {default}).")
 
 
 def _check_g_ema(value: float) -> None:
@@ -240,10 +241,7 @@ def finetune(args: argparse.Namespace) -> int:
     from rlhf_keras.gan import GAN
     from rlhf_keras.hypermodel import default_search_space
 
-    space = None
-    if args.g_ema:
-        space = default_search_space()
-        space.Fixed("g_ema", args.g_ema)
+    space = default_search_space(g_ema=args.g_ema or None)
 
     _, info = data.load(args.data, batch_size=args.batch_size, seed=args.seed)
     source = info.name if args.data is None else args.data

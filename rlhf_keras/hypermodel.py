@@ -25,15 +25,20 @@ SUPPORTED_HYPERPARAMETERS = {
     "d_steps": "discriminator updates per batch",
 }
 
-def default_search_space() -> keras_tuner.HyperParameters:
-    """Learning rates (log scale around the articles' 2e-4), width multipliers and Adam beta_1.
+def default_search_space(g_ema: float | None = 0.999) -> keras_tuner.HyperParameters:
+    """Learning rates (log scale around the articles' 2e-4), width multipliers and Adam beta_1,
+    with the generator's weights averaged.
 
     beta_1 is searched among the values GANs train with: 0.5 (the articles', after DCGAN, which
     found Adam's usual 0.9 made training oscillate) and 0.0 (SAGAN, BigGAN). 0.9 collapsed the
     articles' MLP on MNIST at every point measured (`benchmarks/RESULTS.md`). Widths scale the
-    given architecture by 0.5 to 2. A space may add `g_ema` (e.g.
-    `hp.Fixed("g_ema", 0.999)`): trials then sample from a moving average of the generator's
-    weights (`GAN(ema_momentum=...)`).
+    given architecture by 0.5 to 2.
+
+    Args:
+        g_ema: Momentum of the moving average of the generator's weights that every trial
+            samples from (`GAN(ema_momentum=...)`, fixed in the space), as ProGAN, StyleGAN
+            and BigGAN sample; None for a space without it (trials sample from the weights).
+            0.999 did better than no average on MNIST (`benchmarks/RESULTS.md`).
     """
     hp = keras_tuner.HyperParameters()
     hp.Float("g_lr", 1e-5, 1e-2, sampling="log", default=2e-4)
@@ -41,6 +46,9 @@ def default_search_space() -> keras_tuner.HyperParameters:
     hp.Choice("g_width", [0.5, 1.0, 2.0], default=1.0)
     hp.Choice("d_width", [0.5, 1.0, 2.0], default=1.0)
     hp.Choice("beta_1", [0.0, 0.5], default=0.5)
+    if g_ema is not None:
+        hp.Fixed("g_ema", g_ema)
+    check_search_space(hp)
     return hp
 
 

@@ -401,12 +401,27 @@ def plot_lineage(trajectory: Mapping[str, Any], path: str | os.PathLike) -> Path
     return _save_figure(fig, Path(path))
 
 
-def plot_schedule(schedule: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> Path:
-    """The best lineage's hyperparameters per segment: learning rates as log10, others as is."""
+def fixed_values(trajectory: Mapping[str, Any]) -> dict[str, Any]:
+    """Hyperparameters with one value in every segment of the run (a `Fixed` one, such as the
+    default space's `g_ema`): nothing was chosen for them."""
+    rows = [d["values"] for d in trajectory.get("decisions", {}).values()]
+    if not rows:
+        return {}
+    return {name: value for name, value in rows[0].items() if not name.startswith("tuner/")
+            and all(row.get(name) == value for row in rows)}
+
+
+def plot_schedule(schedule: Sequence[Mapping[str, Any]], path: str | os.PathLike,
+                  fixed: Mapping[str, Any] | None = None) -> Path:
+    """The best lineage's hyperparameters per segment: learning rates as log10, others as is.
+    Those in `fixed` (see `fixed_values`) get no panel; the title names them and their values."""
     if not schedule:
         raise ValueError("no completed segment yet")
-    names = [k for k in schedule[0] if k not in ("trial_id", "generation")
+    fixed = dict(fixed or {})
+    names = [k for k in schedule[0] if k not in ("trial_id", "generation", *fixed)
              and isinstance(schedule[0][k], (int, float))]
+    if not names:
+        raise ValueError("every hyperparameter was fixed: no schedule to draw")
     plt = _pyplot()
     fig, axes = plt.subplots(len(names), 1, figsize=(7, 1.6 * len(names) + 0.6), sharex=True,
                              squeeze=False)
@@ -418,7 +433,12 @@ def plot_schedule(schedule: Sequence[Mapping[str, Any]], path: str | os.PathLike
         ax.step(steps, values, where="post", marker="o")
         ax.set_ylabel(name)
     axes[-1, 0].set_xlabel("segment")
-    fig.suptitle("Hyperparameters of the best lineage, segment by segment")
+    title = "Hyperparameters of the best lineage, segment by segment"
+    if fixed:
+        same = ", ".join(f"{k} = {v:g}" if isinstance(v, float) else f"{k} = {v}"
+                         for k, v in fixed.items())
+        title += f"\n(one value throughout the run: {same})"
+    fig.suptitle(title)
     return _save_figure(fig, Path(path))
 
 
@@ -479,7 +499,8 @@ def write_report(run_dir: str | os.PathLike, n_samples: int = 64, seed: int = 0)
         ("Lineage: which member took over from which, and when",
          lambda: plot_lineage(run["trajectory"], run_dir / LINEAGE_PNG)),
         ("The best lineage's hyperparameters over training",
-         lambda: plot_schedule(best_schedule(run["trajectory"], best), run_dir / SCHEDULE_PNG)),
+         lambda: plot_schedule(best_schedule(run["trajectory"], best), run_dir / SCHEDULE_PNG,
+                               fixed=fixed_values(run["trajectory"]))),
     ):
         try:
             png = make()

@@ -297,3 +297,4 @@ def test_trajectory_search_killed_mid_segment_resumes_to_its_budget(tmp_path):
     rows = json.loads((project / "results.json").read_text())
     assert [r["trial_id"] for r in rows] == ["0", "1", "2", "3"]
     assert sum(100 for r in rows if r["status"] == "COMPLETED") == 400  # the whole budget
+    assert all(r["values"]["g_ema"] == 0.999 for r in rows)  # the default space averages

@@ -163,7 +163,7 @@ def test_log_run_writes_hparams_sessions_and_the_policy_from_the_directory(run_d
     experiment = hp_metadata.parse_experiment_plugin_data(
         events(logs).SummaryMetadata(hp_metadata.EXPERIMENT_TAG).plugin_data.content)
     assert {i.name for i in experiment.hparam_infos} == {"g_lr", "d_lr", "g_width", "d_width",
-                                                        "beta_1"}
+                                                        "beta_1", "g_ema"}
     assert [m.name.tag for m in experiment.metric_infos][:2] == ["reward", "score"]
     rows = json.loads((copy / "results.json").read_text())
     runs = {str(p.parent.relative_to(logs)) for p in logs.rglob("events.out.tfevents.*")}
@@ -191,3 +191,20 @@ def test_report_title_names_the_strategy_space_data_and_budget(tmp_path):
     assert reports.report_title(search, tmp_path / "rlhf") == (
         "Trajectory search of g_lr, beta_1 on mnist, 20,000 training steps (rlhf)")
     assert reports.report_title({}, tmp_path / "old") == "Search report: old"
+
+
+def test_the_schedule_leaves_out_what_never_changed_and_says_so(tmp_path):
+    decisions = {
+        "0": {"values": {"g_lr": 1e-3, "beta_1": 0.0, "g_ema": 0.999, "tuner/epochs": 1}},
+        "1": {"values": {"g_lr": 5e-4, "beta_1": 0.0, "g_ema": 0.999, "tuner/epochs": 2}},
+        "2": {"values": {"g_lr": 1e-3, "beta_1": 0.5, "g_ema": 0.999, "tuner/epochs": 2}},
+    }
+    fixed = reports.fixed_values({"decisions": decisions})
+    assert fixed == {"g_ema": 0.999}  # beta_1 took two values, g_lr three: both drawn
+    schedule = [{"trial_id": "0", "generation": 0, "g_lr": 1e-3, "g_ema": 0.999},
+                {"trial_id": "1", "generation": 1, "g_lr": 5e-4, "g_ema": 0.999}]
+    one = reports.plot_schedule(schedule, tmp_path / "one.png", fixed=fixed)
+    two = reports.plot_schedule(schedule, tmp_path / "two.png")
+    assert Image.open(one).size[1] < Image.open(two).size[1]  # one panel instead of two
+    with pytest.raises(ValueError, match="every hyperparameter was fixed"):
+        reports.plot_schedule(schedule, tmp_path / "none.png", fixed={"g_lr": 1, "g_ema": 1})
