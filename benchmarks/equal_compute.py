@@ -8,6 +8,9 @@ trial's GAN, trained for N steps on the task's data, continuing a model when ask
 
 * `defaults`  one GAN with the articles' defaults (Adam 2e-4, beta_1 0.5, widths 1) trained for
               all B steps (what `rlhf-keras train --steps B` does); its final score.
+* `defaults_ema` the same, sampling from the moving average of the generator's weights that
+              every trial of the search space keeps (`g_ema`, 0.999): what
+              `rlhf-keras train --steps B --g-ema 0.999` does; is the search's gain the average's?
 * `rlhf`      `RLHF(budget_steps=B, ...).finetune(GAN(...))`: the default trajectory search
               (population 4 x 8 segments); `rlhf.best_gan` re-scored.
 * `random`    keras-tuner's RandomSearch oracle, 8 trials of B/8 steps.
@@ -75,7 +78,7 @@ TASKS: dict[str, dict[str, Any]] = {
     "mnist-dcgan": {"data": "mnist", "arch": "dcgan", "shape": (28, 28, 1), "latent": 100,
                     "batch": 64, "budget": 4000},
 }
-METHODS = ("defaults", "rlhf", "random", "hyperband", "tpe", "pbt")
+METHODS = ("defaults", "defaults_ema", "rlhf", "random", "hyperband", "tpe", "pbt")
 DEFAULTS = {"g_lr": 2e-4, "d_lr": 2e-4, "g_width": 1.0, "d_width": 1.0, "beta_1": 0.5}
 N_TRIALS = 8  # random and tpe: 8 trials of B/8 steps
 HB_MAX_EPOCHS, HB_FACTOR = 9, 3
@@ -186,6 +189,14 @@ def run_defaults(trials: Trials, budget: int, workdir: Path) -> dict[str, Any]:
     gan = trials.build(DEFAULTS, seed, space=False)
     trials.train(gan, budget, data_seed=seed)
     trials.record(gan, DEFAULTS, seed, trials.score(gan), budget)
+    return {}
+
+
+def run_defaults_ema(trials: Trials, budget: int, workdir: Path) -> dict[str, Any]:
+    seed = 1000 * trials.seed
+    gan = trials.build(DEFAULTS, seed)  # the space's fixed g_ema: an averaged generator
+    trials.train(gan, budget, data_seed=seed)
+    trials.record(gan, {**DEFAULTS, "g_ema": gan.ema_momentum}, seed, trials.score(gan), budget)
     return {}
 
 
@@ -437,8 +448,8 @@ def run_pbt(trials: Trials, budget: int, workdir: Path) -> dict[str, Any]:
             "best_lineage": best["lineage"], "internal_best_score": best["score"]}
 
 
-RUNNERS = {"defaults": run_defaults, "rlhf": run_rlhf, "random": run_random,
-           "hyperband": run_hyperband, "tpe": run_tpe, "pbt": run_pbt}
+RUNNERS = {"defaults": run_defaults, "defaults_ema": run_defaults_ema, "rlhf": run_rlhf,
+           "random": run_random, "hyperband": run_hyperband, "tpe": run_tpe, "pbt": run_pbt}
 
 
 class PauseClock:

@@ -6,7 +6,13 @@ For each seed it runs, as a user would (skipped when the folder already holds th
     rlhf-keras finetune --seed S --budget B --dir OUT/finetune_sS
     rlhf-keras train --data mnist --arch seed --steps B --seed S --out OUT/defaults_sS
 
-then scores both saved GANs with `metrics.evaluate` (embedded MNIST test split, 2,000 samples,
+and, with `--methods ... defaults_ema`, the defaults sampling from the weight average that the
+search's trials sample from:
+
+    rlhf-keras train --data mnist --arch seed --steps B --seed S --g-ema 0.999 \\
+        --out OUT/defaults_ema_sS
+
+then scores the saved GANs with `metrics.evaluate` (embedded MNIST test split, 2,000 samples,
 seed 0) and prints `equal_compute.py`'s table: mean ± sd over seeds and the paired difference.
 
     python benchmarks/main_job_seeds.py --seeds 0 1 2 --out /tmp/mjs
@@ -29,6 +35,7 @@ import equal_compute  # noqa: E402  (benchmarks/equal_compute.py: the same table
 
 from rlhf_keras import metrics  # noqa: E402
 from rlhf_keras.gan import load_gan  # noqa: E402
+from rlhf_keras.hypermodel import default_search_space  # noqa: E402
 
 TASK = "mnist-seed"
 
@@ -53,10 +60,12 @@ def measure(method: str, seed: int, budget: int, out: Path) -> None:
         command = [*cli, "finetune", "--seed", str(seed), "--budget", str(budget),
                    "--dir", str(folder)]
     else:
-        folder = out / f"defaults_s{seed}"
+        folder = out / f"{method}_s{seed}"
         model = folder / "model.keras"
         command = [*cli, "train", "--data", "mnist", "--arch", "seed", "--steps", str(budget),
                    "--seed", str(seed), "--out", str(folder)]
+        if method == "defaults_ema":
+            command += ["--g-ema", str(default_search_space().values["g_ema"])]
     # A folder made earlier by the same command is measured, not rerun (its time is unknown).
     seconds = math.nan if model.exists() else round(_run(command, out / f"{folder.name}.log"), 1)
     measures = {k: float(v) for k, v in metrics.evaluate(load_gan(model), "mnist", seed=0).items()}
@@ -74,11 +83,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--budget", type=int, default=20000)
     parser.add_argument("--out", required=True, help="folder for the runs and their records")
+    parser.add_argument("--methods", nargs="+", default=["defaults", "rlhf"],
+                        choices=["defaults", "defaults_ema", "rlhf"])
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for seed in args.seeds:
-        for method in ("defaults", "rlhf"):
+        for method in args.methods:
             measure(method, seed, args.budget, out)
     print(equal_compute.report(out))
 
