@@ -184,20 +184,22 @@ def _plain(value: Any) -> Any:
 
 
 # ------------------------------------------------------------------------ methods
-def run_defaults(trials: Trials, budget: int, workdir: Path) -> dict[str, Any]:
+def _one_defaults_gan(trials: Trials, budget: int, average: bool) -> dict[str, Any]:
+    """The articles' defaults for all B steps; `average`: with the space's fixed `g_ema`."""
     seed = 1000 * trials.seed
-    gan = trials.build(DEFAULTS, seed, space=False)
+    gan = trials.build(DEFAULTS, seed, space=average)
     trials.train(gan, budget, data_seed=seed)
-    trials.record(gan, DEFAULTS, seed, trials.score(gan), budget)
+    values = {**DEFAULTS, "g_ema": gan.ema_momentum} if average else DEFAULTS
+    trials.record(gan, values, seed, trials.score(gan), budget)
     return {}
+
+
+def run_defaults(trials: Trials, budget: int, workdir: Path) -> dict[str, Any]:
+    return _one_defaults_gan(trials, budget, average=False)
 
 
 def run_defaults_ema(trials: Trials, budget: int, workdir: Path) -> dict[str, Any]:
-    seed = 1000 * trials.seed
-    gan = trials.build(DEFAULTS, seed)  # the space's fixed g_ema: an averaged generator
-    trials.train(gan, budget, data_seed=seed)
-    trials.record(gan, {**DEFAULTS, "g_ema": gan.ema_momentum}, seed, trials.score(gan), budget)
-    return {}
+    return _one_defaults_gan(trials, budget, average=True)
 
 
 RLHF_OPTIONS: dict[str, Any] = {}  # `--rlhf NAME=VALUE`: keyword arguments of RLHF(...)
