@@ -74,8 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     finetune.add_argument("--final-population", type=int, default=None,
                           help="Members kept once half of the budget is spent; the best go on "
                           "and train longer (trajectory). Default: no cut.")
+    # Default None: the default search space's own g_ema (0.999), not a second copy of it.
     _add_g_ema_arg(finetune, "every trial's GAN samples from (g_ema, fixed in the space)",
-                   default=0.999)
+                   default=None)
     finetune.add_argument("--trials", type=int, default=8, help="Trials (oneshot).")
     finetune.add_argument("--epochs-per-trial", type=int, default=10,
                           help="Epochs per trial (oneshot without --budget).")
@@ -122,14 +123,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_g_ema_arg(parser: argparse.ArgumentParser, what: str, default: float) -> None:
+def _add_g_ema_arg(parser: argparse.ArgumentParser, what: str, default: float | None) -> None:
+    shown = "the default search space's, 0.999" if default is None else default
     parser.add_argument("--g-ema", type=float, default=default,
                         help=f"Momentum of a moving average of the generator's weights that {what} "
-                        f"(0: none, as in the articles; default {default}).")
+                        f"(0: none, as in the articles; default {shown}).")
 
 
-def _check_g_ema(value: float) -> None:
-    if not 0.0 <= value < 1.0:
+def _check_g_ema(value: float | None) -> None:
+    if value is not None and not 0.0 <= value < 1.0:
         raise SystemExit(
             f"rlhf-keras: error: --g-ema must be in [0, 1) (0: no weight average), got {value}."
         )
@@ -241,7 +243,8 @@ def finetune(args: argparse.Namespace) -> int:
     from rlhf_keras.gan import GAN
     from rlhf_keras.hypermodel import default_search_space
 
-    space = default_search_space(g_ema=args.g_ema or None)
+    space = (default_search_space() if args.g_ema is None
+             else default_search_space(g_ema=args.g_ema or None))
 
     _, info = data.load(args.data, batch_size=args.batch_size, seed=args.seed)
     source = info.name if args.data is None else args.data
