@@ -7,6 +7,7 @@ instant, so hundreds of them run in seconds through a real keras-tuner Tuner and
 
 from __future__ import annotations
 
+import gc
 import math
 
 import keras
@@ -353,8 +354,13 @@ def test_the_schedule_oracle_drives_keras_tuner_for_a_non_gan_model(tmp_path):
                               birth_only=["units"], seed=0)
     tuner = ContinuingTuner(oracle=oracle, hypermodel=build_regressor,
                             directory=str(tmp_path), project_name="regression")
-    tuner.search(x, y, validation_data=(x, y), batch_size=32, verbose=0)
+    frozen_during_trials = []  # keras-tuner's per-trial gc.collect skips the older objects
+    watch = keras.callbacks.LambdaCallback(
+        on_train_begin=lambda logs: frozen_during_trials.append(gc.get_freeze_count()))
+    tuner.search(x, y, validation_data=(x, y), batch_size=32, verbose=0, callbacks=[watch])
     assert len(tuner.oracle.trials) == 6
+    assert len(frozen_during_trials) == 6 and min(frozen_during_trials) > 1000
+    assert gc.get_freeze_count() == 0  # ... and are collectable again after the search
     last = [t for t in tuner.oracle.trials.values() if t.hyperparameters.values["tuner/round"] == 2]
     for trial in last:
         model = tuner.load_model(trial)
