@@ -70,6 +70,9 @@ class TrajectoryOracle(keras_tuner.Oracle):
             whose members have all just got worse goes back to its best model.
         learning_rate: Step size alpha of both policies.
         entropy_coef: Entropy bonus beta.
+        init_std: The birth policy's initial std of a continuous hyperparameter, on its unit
+            scale (0.25 of the default space's 1e-5..1e-2 learning-rate range is 0.75 of a
+            decade either side of its default).
         step: How far one move shifts a continuous hyperparameter on its unit scale.
         stickiness: Initial preference of the schedule policy for keeping a value.
         idle_wait: Seconds a worker waits before asking again while a generation finishes.
@@ -90,6 +93,7 @@ class TrajectoryOracle(keras_tuner.Oracle):
         elitist: bool = False,
         learning_rate: float = 0.5,
         entropy_coef: float = 0.1,
+        init_std: float = 0.25,
         step: float = 0.1,
         stickiness: float = 0.5,
         idle_wait: float = 0.2,
@@ -112,7 +116,7 @@ class TrajectoryOracle(keras_tuner.Oracle):
             raise ValueError(f"seed must be an int or None, got {seed!r}.")
         # Built first: they validate learning_rate & co. before keras-tuner does any work.
         self.birth_policy = HyperparameterPolicy(learning_rate=learning_rate,
-                                                 entropy_coef=entropy_coef)
+                                                 entropy_coef=entropy_coef, init_std=init_std)
         self.policy = SchedulePolicy(step=step, stickiness=stickiness)
         super().__init__(
             objective=objective,

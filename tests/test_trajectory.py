@@ -322,6 +322,23 @@ def test_births_are_spread_over_every_distribution_and_survive_a_restart(tmp_pat
     assert sorted(quartiles) == [0, 1, 2, 3]
 
 
+def test_init_std_sets_how_far_births_spread_from_the_default():
+    def births(init_std: float) -> list[float]:
+        oracle = TrajectoryOracle(objective=keras_tuner.Objective("score", "max"),
+                                  population_size=8, segments=1, hyperparameters=birth_space(),
+                                  init_std=init_std, seed=0)
+        return [oracle.populate_space(str(i))["values"]["lr"] for i in range(8)]
+
+    def spread(values: list[float]) -> float:  # in decades either side of the default
+        return max(abs(math.log10(v / 1e-3)) for v in values)
+
+    narrow, wide = births(0.1), births(0.4)
+    assert spread(narrow) < spread(wide)
+    assert spread(narrow) < 0.1 * 3 * 2.5  # 0.1 of a 3-decade range, within 2.5 sd
+    with pytest.raises(ValueError, match=r"init_std must be in \[0.02, 0.5\]"):
+        TrajectoryOracle(objective="score", init_std=0.9)
+
+
 def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="population_size"):
         TrajectoryOracle(objective="score", population_size=0)
