@@ -55,9 +55,10 @@ print(json.dumps({"type": type(best).__name__, "shape": list(samples.shape),
 
 def test_the_first_articles_snippet_runs_as_written(tmp_path):
     """Acceptance: `from rlhf import RLHF; RLHF().finetune(gan)` on a fresh process, offline."""
-    # The default search as written, on a budget of 10 steps a segment so the test stays short.
+    # The default search as written (4 members x 8 segments, each trained, scored and saved),
+    # on a budget of one step a segment: the test checks the machinery, not the GAN's quality.
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", RLHF_KERAS_OFFLINE="1",
-               RLHF_KERAS_BUDGET_STEPS="320")
+               RLHF_KERAS_BUDGET_STEPS="32")
     script = tmp_path / "article.py"
     script.write_text(ARTICLE_SNIPPET + CHECK)
     result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env,
@@ -68,7 +69,7 @@ def test_the_first_articles_snippet_runs_as_written(tmp_path):
     assert report["trials"] == 32  # 4 members x 8 segments
     assert set(report["best"]) == {"g_lr", "d_lr", "g_width", "d_width", "beta_1", "g_ema"}
     assert "[32/32]" in result.stdout and "objective fid (min)" in result.stdout
-    assert "320 training steps" in result.stdout
+    assert "32 training steps" in result.stdout
     run = tmp_path / "rlhf_runs" / "rlhf"
     assert isinstance(keras.models.load_model(run / "best_model.keras"), GAN)
     assert len([d for d in (run / "logs").iterdir() if d.name.isdigit()]) == 32
