@@ -31,8 +31,20 @@ def ring_search(tmp_path_factory):
     rlhf = RLHF(search_space=small_space(), strategy="oneshot",
                 max_trials=3, epochs_per_trial=1, batch_size=256,
                 data="ring8", directory=directory, seed=0, verbose=1)
+    graphs_before = _train_step_graphs()
     best = rlhf.finetune(ring_gan())
+    rlhf.graphs_left = _train_step_graphs() - graphs_before  # read by the release test
     return rlhf, best, directory
+
+
+def _train_step_graphs() -> int:
+    import gc
+
+    from tensorflow.python.framework import func_graph
+
+    gc.collect()
+    return sum(1 for o in gc.get_objects()
+               if isinstance(o, func_graph.FuncGraph) and o.name == "one_step_on_data")
 
 
 def test_finetune_returns_the_best_trained_gan_and_records_every_trial(ring_search, capsys):
@@ -104,25 +116,10 @@ def test_a_different_search_in_the_same_folder_is_refused(ring_search):
     assert sorted(p.name for p in (directory / "rlhf").iterdir()) == listing
 
 
-def _train_step_graphs() -> int:
-    import gc
-
-    from tensorflow.python.framework import func_graph
-
-    gc.collect()
-    return sum(1 for o in gc.get_objects()
-               if isinstance(o, func_graph.FuncGraph) and o.name == "one_step_on_data")
-
-
-def test_finished_trials_release_their_train_step_graphs(tmp_path):
+def test_finished_trials_release_their_train_step_graphs(ring_search):
     # Without the release, TensorFlow's gradient registry keeps each trial's traced train step.
-    before = _train_step_graphs()
-    rlhf = RLHF(search_space=small_space(), strategy="oneshot",
-                max_trials=3, epochs_per_trial=1, batch_size=1024,
-                data="ring8", directory=tmp_path, seed=0, verbose=0)
-    rlhf.finetune(ring_gan())
-    assert len(rlhf.results) == 3
-    assert _train_step_graphs() == before
+    rlhf, _, _ = ring_search
+    assert rlhf.graphs_left == 0  # after its 3 trials
 
 
 def test_a_diverging_trial_is_penalised_and_the_search_completes(tmp_path):
@@ -188,26 +185,6 @@ def test_the_default_space_averages_the_generator_unless_asked_not_to():
     assert hypermodel.build(default_search_space(g_ema=None)).average_generator is None
 
 
-def test_a_member_can_switch_its_weight_average_mid_training(tmp_path):
-    """g_ema changes no shape (momentum 0 keeps an average equal to the weights), so the
-    schedule policy may change it before any segment, and a segment still loads its parent."""
-    space = small_space()
-    space.Choice("g_ema", [0.0, 0.9])
-    rlhf = RLHF(search_space=space, budget_steps=600, population_size=2, segments=3,
-                batch_size=256, data="ring8", directory=tmp_path, seed=0, verbose=0)
-    best = rlhf.finetune(ring_gan())
-    rows = rlhf.results
-    assert all(r["status"] == "COMPLETED" for r in rows)
-    by_id = {r["trial_id"]: r for r in rows}
-    births = sorted(r["values"]["g_ema"] for r in rows if r["segment"] == 0)
-    assert births == [0.0, 0.9]  # stratified: one member each
-    switched = [r for r in rows
-                if r["segment"] and r["values"]["g_ema"] != by_id[r["parent"]]["values"]["g_ema"]]
-    assert switched
-    best_row = max(rows, key=lambda r: r["score"])
-    assert best.ema_momentum == best_row["values"]["g_ema"]
-
-
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -263,13 +240,24 @@ def test_rungs_must_end_at_a_full_trial():
         RLHF(strategy="oneshot", epochs_per_trial=3, rungs=(1, 2))
 
 
-def test_trajectory_search_spends_exactly_its_budget_and_continues_each_member(tmp_path):
-    rlhf = RLHF(search_space=small_space(), budget_steps=600, population_size=2, segments=3,
-                batch_size=256, data="ring8", directory=tmp_path, seed=0, verbose=0)
-    best = rlhf.finetune(ring_gan())
+@pytest.fixture(scope="module")
+def trajectory_search(tmp_path_factory):
+    """2 members x 3 segments of 100 steps on ring8; g_ema is searched too (0 or 0.9)."""
+    space = small_space()
+    space.Choice("g_ema", [0.0, 0.9])
+    rlhf = RLHF(search_space=space, budget_steps=600, population_size=2, segments=3,
+                batch_size=256, data="ring8", directory=tmp_path_factory.mktemp("trajectory"),
+                seed=0, verbose=0)
+    return rlhf, rlhf.finetune(ring_gan())
+
+
+def test_trajectory_search_spends_exactly_its_budget_and_continues_each_member(
+        trajectory_search):
+    rlhf, best = trajectory_search
     assert rlhf.strategy == "trajectory" and rlhf.steps_per_trial == 100
     rows = rlhf.results
     assert len(rows) == 6 and rlhf.total_steps == 600
+    assert all(r["status"] == "COMPLETED" for r in rows)
     assert sorted((r["member"], r["segment"]) for r in rows) == [
         (m, s) for m in (0, 1) for s in (0, 1, 2)]
     by_id = {r["trial_id"]: r for r in rows}
@@ -284,6 +272,21 @@ def test_trajectory_search_spends_exactly_its_budget_and_continues_each_member(t
     assert schedule[-1]["trial_id"] == best_row["trial_id"]
     # Every reward is in the table once its generation has ended.
     assert all(r["reward"] is not None for r in rows)
+
+
+def test_a_member_can_switch_its_weight_average_mid_training(trajectory_search):
+    """g_ema changes no shape (momentum 0 keeps an average equal to the weights), so the
+    schedule policy may change it before any segment, and a segment still loads its parent."""
+    rlhf, best = trajectory_search
+    rows = rlhf.results
+    by_id = {r["trial_id"]: r for r in rows}
+    births = sorted(r["values"]["g_ema"] for r in rows if r["segment"] == 0)
+    assert births == [0.0, 0.9]  # stratified: one member each
+    switched = [r for r in rows
+                if r["segment"] and r["values"]["g_ema"] != by_id[r["parent"]]["values"]["g_ema"]]
+    assert switched
+    best_row = max(rows, key=lambda r: r["score"])
+    assert best.ema_momentum == best_row["values"]["g_ema"]
 
 
 def test_a_cut_population_spends_the_same_budget_on_longer_lineages(tmp_path):
