@@ -62,7 +62,7 @@ class ContinuingTuner(keras_tuner.Tuner):
         """As keras-tuner's, with the objects alive at the start left out of garbage collection.
 
         keras-tuner collects garbage before building every trial (`gc.collect()`, twice with
-        `clear_session`), which scans every object TensorFlow and Keras have loaded: ~0.5 s a
+        `clear_session`), which scans every object TensorFlow and Keras have loaded: ~1 s a
         trial here, for garbage made by trials only. `gc.freeze()` moves what exists now out of
         the collector's sight for the search (`gc.unfreeze()` after), so each collection scans
         what the trials made.
