@@ -77,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     # Default None: the default search space's own g_ema (0.999), not a second copy of it.
     _add_g_ema_arg(finetune, "every trial's GAN samples from (g_ema, fixed in the space)",
                    default=None)
+    finetune.add_argument("--init-std", type=float, default=None,
+                          help="How far the policy's first draws spread around the space's "
+                          "defaults: the std of a continuous hyperparameter on its unit scale "
+                          "(a learning rate's 1e-5..1e-2 is 3 decades; default 0.25).")
     finetune.add_argument("--trials", type=int, default=8, help="Trials (oneshot).")
     finetune.add_argument("--epochs-per-trial", type=int, default=10,
                           help="Epochs per trial (oneshot without --budget).")
@@ -238,6 +242,11 @@ def finetune(args: argparse.Namespace) -> int:
         raise SystemExit(f"rlhf-keras: error: --final-population ({args.final_population}) "
                          f"must be at most --population ({args.population}).")
     _check_g_ema(args.g_ema)
+    from rlhf_keras.policy import MAX_STD, MIN_STD
+
+    if args.init_std is not None and not MIN_STD <= args.init_std <= MAX_STD:
+        raise SystemExit(f"rlhf-keras: error: --init-std must be in [{MIN_STD}, {MAX_STD}] "
+                         f"(unit scale), got {args.init_std}.")
     from rlhf_keras import architectures, data
     from rlhf_keras.finetune import RLHF
     from rlhf_keras.gan import GAN
@@ -265,6 +274,7 @@ def finetune(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         seed=args.seed,
         verbose=args.verbose,
+        **({} if args.init_std is None else {"init_std": args.init_std}),
     )
     # After a Ctrl-C: the same command line resumes (never with --overwrite, which deletes).
     rlhf.resume_command = "rlhf-keras " + shlex.join(

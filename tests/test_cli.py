@@ -14,6 +14,7 @@ import pytest
 
 from rlhf_keras import GAN
 from rlhf_keras.cli import main as cli_main
+from rlhf_keras.trajectory_oracle import STATE_KEY as TRAJECTORY_KEY
 
 
 def run_cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
@@ -121,6 +122,8 @@ def test_finetune_evaluate_sample_and_report(tmp_path, capsys):
         "3",
         "--g-ema",
         "0",
+        "--init-std",
+        "0.1",
     )
     assert result.returncode == 0, result.stderr
     assert "[1/4]" in result.stdout and "[4/4]" in result.stdout and "ETA" in result.stdout
@@ -132,6 +135,8 @@ def test_finetune_evaluate_sample_and_report(tmp_path, capsys):
     assert [row["trial_id"] for row in rows] == ["0", "1", "2", "3"]
     assert not any("g_ema" in row["values"] for row in rows)  # --g-ema 0: no average
     assert keras.models.load_model(best).average_generator is None
+    state = json.loads((runs / "rlhf" / "oracle.json").read_text())[TRAJECTORY_KEY]
+    assert state["birth_policy"]["init_std"] == 0.1  # --init-std reached the birth policy
 
     # The finetune above ran as a user runs it; the rest runs `main` in this process.
     result = cli(capsys, "evaluate", str(best), "--data", "ring8")
