@@ -217,8 +217,9 @@ def test_an_elitist_population_goes_back_to_its_best_model_after_a_setback(tmp_p
     assert len(copies) == 1
     parent = oracle.decisions[copies[0]["parent"]]
     best_before = max(oracle.generations[2], key=oracle.quality)
-    if elitist:  # back to the best segment before the setback
-        assert copies[0]["parent"] == best_before
+    if elitist:  # back to the best segment before the setback (or one as good: a tie)
+        assert parent["generation"] == 2
+        assert oracle.quality(copies[0]["parent"]) == oracle.quality(best_before)
         assert copies[0]["copied_from"] == parent["member"]
     else:  # the best of the setback generation
         assert parent["generation"] == 3
