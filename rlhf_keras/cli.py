@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     finetune.add_argument("--final-population", type=int, default=None,
                           help="Members kept once half of the budget is spent; the best go on "
                           "and train longer (trajectory). Default: no cut.")
+    finetune.add_argument("--birth-population", type=int, default=None,
+                          help="Members born; after one segment the best --population go on "
+                          "(trajectory). Default: --population.")
     # Default None: the default search space's own g_ema (0.999), not a second copy of it.
     _add_g_ema_arg(finetune, "every trial's GAN samples from (g_ema, fixed in the space)",
                    default=None)
@@ -235,12 +238,18 @@ def finetune(args: argparse.Namespace) -> int:
     for name in ("trials", "epochs_per_trial", "batch_size", "latent_dim", "population",
                  "segments"):
         _positive("--" + name.replace("_", "-"), getattr(args, name))
-    for name in ("budget", "final_population"):
+    for name in ("budget", "final_population", "birth_population"):
         if getattr(args, name) is not None:
             _positive("--" + name.replace("_", "-"), getattr(args, name))
     if args.final_population is not None and args.final_population > args.population:
         raise SystemExit(f"rlhf-keras: error: --final-population ({args.final_population}) "
                          f"must be at most --population ({args.population}).")
+    from rlhf_keras.trajectory_oracle import check_birth_population
+
+    try:
+        check_birth_population(args.birth_population, args.population, args.segments)
+    except ValueError as error:
+        raise SystemExit(f"rlhf-keras: error: --birth-population: {error}") from None
     _check_g_ema(args.g_ema)
     from rlhf_keras.policy import MAX_STD, MIN_STD
 
@@ -265,6 +274,7 @@ def finetune(args: argparse.Namespace) -> int:
         population_size=args.population,
         segments=args.segments,
         final_population=args.final_population,
+        birth_population=args.birth_population,
         max_trials=args.trials,
         epochs_per_trial=args.epochs_per_trial,
         batch_size=args.batch_size,

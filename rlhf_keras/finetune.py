@@ -27,6 +27,7 @@ from rlhf_keras.run_dir import (
 from rlhf_keras.trajectory_oracle import STATE_KEY as TRAJECTORY_KEY
 from rlhf_keras.trajectory_oracle import (
     TrajectoryOracle,
+    check_birth_population,
     check_final_population,
     generation_sizes,
 )
@@ -61,6 +62,8 @@ class RLHF:
         final_population: Members kept once half of the budget is spent (trajectory): the
             best ones go on for the rest of the budget, so each trains longer. None keeps
             `population_size` throughout.
+        birth_population: Members born (trajectory); after their first segment the best
+            `population_size` go on. None: `population_size`.
         max_trials: Number of GANs to train (oneshot).
         epochs_per_trial: Training epochs of each trial (oneshot without a budget).
         batch_size: Batch size (unless the space tunes `batch_size`).
@@ -85,6 +88,7 @@ class RLHF:
         population_size: int = 4,
         segments: int = 8,
         final_population: int | None = None,
+        birth_population: int | None = None,
         max_trials: int = 8,
         epochs_per_trial: int = 10,
         batch_size: int = 64,
@@ -112,6 +116,7 @@ class RLHF:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}.")
         check_final_population(final_population, population_size)
+        check_birth_population(birth_population, population_size, segments)
         units = population_size * segments if strategy == "trajectory" else max_trials
         if budget_steps is not None and budget_steps < units:
             raise ValueError(
@@ -124,6 +129,7 @@ class RLHF:
         self.population_size = population_size
         self.segments = segments
         self.final_population = final_population
+        self.birth_population = birth_population
         self.max_trials = population_size * segments if strategy == "trajectory" else max_trials
         # Steps of one trial (a segment, or a whole one-shot trial) under a step budget.
         self.steps_per_trial = None if budget_steps is None else budget_steps // units
@@ -251,6 +257,7 @@ class RLHF:
                 population_size=self.population_size,
                 segments=self.segments,
                 final_population=self.final_population,
+                birth_population=self.birth_population,
                 hyperparameters=self.search_space,
                 birth_only=BIRTH_ONLY,
                 seed=self.seed,
@@ -267,7 +274,8 @@ class RLHF:
     def _plan_text(self) -> str:
         if self.strategy == "trajectory":
             sizes = generation_sizes(self.population_size, self.segments,
-                                     self.final_population or self.population_size)
+                                     self.final_population or self.population_size,
+                                     self.birth_population)
             phases = ", then ".join(
                 f"{size} member{'s' * (size > 1)} x {sizes.count(size)} "
                 f"segment{'s' * (sizes.count(size) > 1)}"
@@ -319,6 +327,8 @@ class RLHF:
         }
         if self.strategy == "trajectory" and self.final_population is not None:
             fingerprint["final_population"] = self.final_population  # older runs: no cut
+        if self.strategy == "trajectory" and self.birth_population is not None:
+            fingerprint["birth_population"] = self.birth_population
         if self.oracle_kwargs.get("rungs") is not None:
             fingerprint["rungs"] = [int(r) for r in self.oracle_kwargs["rungs"]]
         state_key = TRAJECTORY_KEY if self.strategy == "trajectory" else "reinforce"

@@ -60,6 +60,10 @@ class TrajectoryOracle(keras_tuner.Oracle):
         final_population: Members kept once half of the budget is spent (the best ones; the
             others stop). The budget is unchanged, so each remaining member trains for more
             segments. None keeps `population_size` throughout.
+        birth_population: Members born in the first generation, when more than
+            `population_size`: after their first segment only the best `population_size` go
+            on, as in a successive-halving rung, so a birth that draws a poor combination costs
+            one segment. Their segments come out of the same budget. None: `population_size`.
         hyperparameters: The search space (`keras_tuner.HyperParameters`).
         birth_only: Names of hyperparameters fixed at birth (they change the model's shape,
             e.g. widths); all others may change before every segment.
@@ -87,6 +91,7 @@ class TrajectoryOracle(keras_tuner.Oracle):
         population_size: int = 4,
         segments: int = 8,
         final_population: int | None = None,
+        birth_population: int | None = None,
         hyperparameters: keras_tuner.HyperParameters | None = None,
         birth_only: Sequence[str] = (),
         exploit_fraction: float = 0.25,
@@ -108,6 +113,7 @@ class TrajectoryOracle(keras_tuner.Oracle):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be an int >= {low}, got {value!r}.")
         check_final_population(final_population, population_size)
+        check_birth_population(birth_population, population_size, segments)
         if not (isinstance(exploit_fraction, (int, float)) and 0 <= exploit_fraction <= 0.5):
             raise ValueError(f"exploit_fraction must be in [0, 0.5], got {exploit_fraction!r}.")
         if isinstance(birth_only, str):
@@ -133,8 +139,9 @@ class TrajectoryOracle(keras_tuner.Oracle):
         self.population_size = population_size
         self.segments = segments
         self.final_population = population_size if final_population is None else final_population
+        self.birth_population = population_size if birth_population is None else birth_population
         self.generation_sizes = generation_sizes(population_size, segments,
-                                                 self.final_population)
+                                                 self.final_population, self.birth_population)
         self.birth_only = [str(name) for name in birth_only]
         self.exploit_fraction = float(exploit_fraction)
         self.elitist = bool(elitist)
@@ -173,7 +180,8 @@ class TrajectoryOracle(keras_tuner.Oracle):
             self.plan = self._exploit(current) if current is not None else []
             if not any(entry["parent"] for entry in self.plan):  # a generation of births
                 names = [hp.name for hp in self.hyperparameters.space]
-                self.birth_uniforms = latin_hypercube(names, self.population_size, self._rng)
+                self.birth_uniforms = latin_hypercube(
+                    names, self.generation_sizes[len(self.generations)], self._rng)
             self.generations.append([])
             current = self.generations[-1]
         generation, member = len(self.generations) - 1, len(current)
@@ -419,6 +427,7 @@ class TrajectoryOracle(keras_tuner.Oracle):
             "population_size": self.population_size,
             "segments": self.segments,
             "final_population": self.final_population,
+            "birth_population": self.birth_population,
             "birth_only": self.birth_only,
             "exploit_fraction": self.exploit_fraction,
             "elitist": self.elitist,
@@ -443,8 +452,9 @@ class TrajectoryOracle(keras_tuner.Oracle):
         self.segments = int(ours["segments"])
         # Older state files: no cut.
         self.final_population = int(ours.get("final_population", self.population_size))
+        self.birth_population = int(ours.get("birth_population", self.population_size))
         self.generation_sizes = generation_sizes(self.population_size, self.segments,
-                                                 self.final_population)
+                                                 self.final_population, self.birth_population)
         self.birth_only = list(ours["birth_only"])
         self.exploit_fraction = float(ours["exploit_fraction"])
         self.elitist = bool(ours.get("elitist", False))  # older state files: not elitist
@@ -476,16 +486,31 @@ def check_final_population(final_population: Any, population_size: int) -> None:
                          f"{population_size}], got {final_population!r}.")
 
 
-def generation_sizes(population_size: int, segments: int, final_population: int) -> list[int]:
-    """Members per generation: `population_size` until half of the budget of
-    `population_size * segments` segments is spent, then `final_population` (the last
-    generation takes what is left).
+def check_birth_population(birth_population: Any, population_size: int, segments: int) -> None:
+    """Raises ValueError unless `birth_population` is None or an int in
+    [population_size, population_size * (segments - 1)] (births leave room for a later segment)."""
+    top = max(population_size * (segments - 1), population_size)
+    if birth_population is not None and (
+            isinstance(birth_population, bool) or not isinstance(birth_population, int)
+            or not population_size <= birth_population <= top):
+        raise ValueError(f"birth_population must be None or an int in [population_size="
+                         f"{population_size}, {top}] (population_size x (segments - 1)), got "
+                         f"{birth_population!r}.")
+
+
+def generation_sizes(population_size: int, segments: int, final_population: int,
+                     birth_population: int | None = None) -> list[int]:
+    """Members per generation: `birth_population` born, then `population_size` until half of
+    the budget of `population_size * segments` segments is spent, then `final_population`
+    (the last generation takes what is left).
 
     >>> generation_sizes(4, 8, 2)
     [4, 4, 4, 4, 2, 2, 2, 2, 2, 2, 2, 2]
+    >>> generation_sizes(4, 8, 4, birth_population=8)
+    [8, 4, 4, 4, 4, 4, 4]
     """
     budget = population_size * segments
-    sizes: list[int] = []
+    sizes: list[int] = [min(birth_population or population_size, budget)]
     while sum(sizes) < budget:
         size = population_size if 2 * sum(sizes) < budget else final_population
         sizes.append(min(size, budget - sum(sizes)))

@@ -286,6 +286,9 @@ def test_the_cli_refuses_before_training_and_leaves_the_run_alone(earlier_run, t
         cli_main(hc.finetune_args(earlier_run, 1) + ["--overwrite", "--g-ema", "1.5"])
     with pytest.raises(SystemExit, match=r"--init-std must be in \[0.02, 0.5\].*got 0.9"):
         cli_main(hc.finetune_args(earlier_run, 1) + ["--overwrite", "--init-std", "0.9"])
+    with pytest.raises(SystemExit, match=r"--birth-population: .*\[population_size=4, 28\].*got 3"):
+        cli_main(hc.finetune_args(earlier_run, 1) + ["--population", "4", "--overwrite",
+                                                     "--birth-population", "3"])
     assert hc.snapshot(earlier_run) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
 

@@ -194,6 +194,29 @@ def test_a_cut_population_keeps_the_best_and_trains_them_for_the_rest_of_the_bud
     assert state[STATE_FEATURES.index("progress")] == pytest.approx((4 * half + 2) / (4 * SEGMENTS))
 
 
+
+def test_screened_births_keep_the_best_and_spend_the_same_budget(tmp_path):
+    """birth_population=8 of 4: eight births spread over the octiles of the birth policy,
+    then the best four go on, each with its own model, inside the same 4 x SEGMENTS budget."""
+    oracle = run_search(tmp_path, seed=3, population=4, birth_population=8)
+    sizes = [len(g) for g in oracle.generations]
+    assert sizes == [8] + [4] * (SEGMENTS - 2)
+    assert len(oracle.trials) == 4 * SEGMENTS
+    births = oracle.generations[0]
+    assert len(oracle.birth_uniforms) == 8
+    octiles = sorted(int(8 * u["lr"]) for u in oracle.birth_uniforms)
+    assert octiles == list(range(8))
+    best_four = sorted(births, key=lambda t: -oracle.quality(t))[:4]
+    after = [oracle.decisions[t] for t in oracle.generations[1]]
+    assert sorted(d["parent"] for d in after) == sorted(best_four)
+    assert all(d["copied_from"] is None for d in after)
+    restarted = TrajectoryOracle(objective=keras_tuner.Objective("score", "max"),
+                                 population_size=4, segments=SEGMENTS, hyperparameters=lr_space())
+    restarted.set_state(oracle.get_state())  # as a resumed search reads oracle.json
+    assert restarted.generation_sizes == sizes and restarted.birth_population == 8
+    best = oracle.get_best_trials(1)[0]
+    assert len(oracle.schedule_of(best.trial_id)) == SEGMENTS - 1
+
 class SetbackTask(ScheduleTask):
     """As ScheduleTask, but every member's segment 3 loses more than it can gain."""
 
@@ -350,6 +373,10 @@ def test_bad_arguments_are_named():
     for final in (0, 5, 2.0):
         with pytest.raises(ValueError, match=r"final_population .*population_size=4"):
             TrajectoryOracle(objective="score", population_size=4, final_population=final)
+    for births in (3, 29, 8.0):  # below the population, or no segment left after the births
+        with pytest.raises(ValueError, match=r"birth_population .*population_size=4, 28\]"):
+            TrajectoryOracle(objective="score", population_size=4, segments=8,
+                             birth_population=births)
 
 
 # ---------------------------------------------------------------------------- any Keras model
