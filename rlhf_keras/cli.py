@@ -238,7 +238,7 @@ def finetune(args: argparse.Namespace) -> int:
     for name in ("trials", "epochs_per_trial", "batch_size", "latent_dim", "population",
                  "segments"):
         _positive("--" + name.replace("_", "-"), getattr(args, name))
-    for name in ("budget", "final_population", "birth_population"):
+    for name in ("budget", "final_population"):
         if getattr(args, name) is not None:
             _positive("--" + name.replace("_", "-"), getattr(args, name))
     if args.final_population is not None and args.final_population > args.population:

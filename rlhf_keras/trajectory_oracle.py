@@ -450,7 +450,7 @@ class TrajectoryOracle(keras_tuner.Oracle):
         ours = state[STATE_KEY]
         self.population_size = int(ours["population_size"])
         self.segments = int(ours["segments"])
-        # Older state files: no cut.
+        # Older state files: no cut, no screened births.
         self.final_population = int(ours.get("final_population", self.population_size))
         self.birth_population = int(ours.get("birth_population", self.population_size))
         self.generation_sizes = generation_sizes(self.population_size, self.segments,

@@ -194,7 +194,6 @@ def test_a_cut_population_keeps_the_best_and_trains_them_for_the_rest_of_the_bud
     assert state[STATE_FEATURES.index("progress")] == pytest.approx((4 * half + 2) / (4 * SEGMENTS))
 
 
-
 def test_screened_births_keep_the_best_and_spend_the_same_budget(tmp_path):
     """birth_population=8 of 4: eight births spread over the octiles of the birth policy,
     then the best four go on, each with its own model, inside the same 4 x SEGMENTS budget."""
