@@ -216,6 +216,7 @@ def test_screened_births_keep_the_best_and_spend_the_same_budget(tmp_path):
     best = oracle.get_best_trials(1)[0]
     assert len(oracle.schedule_of(best.trial_id)) == SEGMENTS - 1
 
+
 class SetbackTask(ScheduleTask):
     """As ScheduleTask, but every member's segment 3 loses more than it can gain."""
 
