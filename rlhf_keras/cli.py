@@ -84,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
                           help="How far the policy's first draws spread around the space's "
                           "defaults: the std of a continuous hyperparameter on its unit scale "
                           "(a learning rate's 1e-5..1e-2 is 3 decades; default 0.25).")
+    finetune.add_argument("--schedule-step", type=float, default=None,
+                          help="How far one move of the schedule policy shifts a learning "
+                          "rate, on its unit scale (default 0.1: x2 on 1e-5..1e-2; 0.05: "
+                          "x1.41) (trajectory).")
     finetune.add_argument("--trials", type=int, default=8, help="Trials (oneshot).")
     finetune.add_argument("--epochs-per-trial", type=int, default=10,
                           help="Epochs per trial (oneshot without --budget).")
@@ -256,6 +260,16 @@ def finetune(args: argparse.Namespace) -> int:
     if args.init_std is not None and not MIN_STD <= args.init_std <= MAX_STD:
         raise SystemExit(f"rlhf-keras: error: --init-std must be in [{MIN_STD}, {MAX_STD}] "
                          f"(unit scale), got {args.init_std}.")
+    from rlhf_keras.schedule_policy import check_step
+
+    try:
+        if args.schedule_step is not None:
+            check_step(args.schedule_step)
+            if args.strategy != "trajectory":
+                raise ValueError("it steers the trajectory strategy's schedule; drop it or "
+                                 "use --strategy trajectory.")
+    except ValueError as error:
+        raise SystemExit(f"rlhf-keras: error: --schedule-step: {error}") from None
     from rlhf_keras import architectures, data
     from rlhf_keras.finetune import RLHF
     from rlhf_keras.gan import GAN
@@ -285,6 +299,7 @@ def finetune(args: argparse.Namespace) -> int:
         seed=args.seed,
         verbose=args.verbose,
         **({} if args.init_std is None else {"init_std": args.init_std}),
+        **({} if args.schedule_step is None else {"step": args.schedule_step}),
     )
     # After a Ctrl-C: the same command line resumes (never with --overwrite, which deletes).
     rlhf.resume_command = "rlhf-keras " + shlex.join(

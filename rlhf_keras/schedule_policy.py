@@ -98,6 +98,13 @@ class _Head:
         return head
 
 
+def check_step(step: Any) -> None:
+    """Raises ValueError unless `step` (one move on the unit scale) is a number in (0, 0.5]."""
+    if isinstance(step, bool) or not (isinstance(step, (int, float)) and 0 < step <= 0.5):
+        raise ValueError(f"step must be a number in (0, 0.5] (unit scale; 0.1 moves a "
+                         f"learning rate x2 on 1e-5..1e-2, 0.05 x1.41), got {step!r}.")
+
+
 class SchedulePolicy:
     """pi_theta(a | s) over the mid-training hyperparameters of a search space.
 
@@ -107,8 +114,7 @@ class SchedulePolicy:
     """
 
     def __init__(self, step: float = 0.1, stickiness: float = 1.0) -> None:
-        if not (isinstance(step, (int, float)) and 0 < step <= 0.5):
-            raise ValueError(f"step must be in (0, 0.5] (unit scale), got {step!r}.")
+        check_step(step)
         if not (isinstance(stickiness, (int, float)) and math.isfinite(stickiness)):
             raise ValueError(f"stickiness must be a finite number, got {stickiness!r}.")
         self.step = float(step)

@@ -289,6 +289,11 @@ def test_the_cli_refuses_before_training_and_leaves_the_run_alone(earlier_run, t
     with pytest.raises(SystemExit, match=r"--birth-population: .*\[population_size=4, 28\].*got 3"):
         cli_main(hc.finetune_args(earlier_run, 1) + ["--population", "4", "--overwrite",
                                                      "--birth-population", "3"])
+    with pytest.raises(SystemExit, match=r"--schedule-step: step must be a number in \(0, 0.5\]"):
+        cli_main(hc.finetune_args(earlier_run, 1) + ["--overwrite", "--schedule-step", "0.9"])
+    with pytest.raises(SystemExit, match="--schedule-step: it steers the trajectory strategy"):
+        cli_main(hc.finetune_args(earlier_run, 1) + ["--overwrite", "--strategy", "oneshot",
+                                                     "--schedule-step", "0.05"])
     assert hc.snapshot(earlier_run) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
 

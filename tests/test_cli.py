@@ -124,6 +124,8 @@ def test_finetune_evaluate_sample_and_report(tmp_path, capsys):
         "0",
         "--init-std",
         "0.1",
+        "--schedule-step",
+        "0.05",
     )
     assert result.returncode == 0, result.stderr
     assert "[1/4]" in result.stdout and "[4/4]" in result.stdout and "ETA" in result.stdout
@@ -137,6 +139,7 @@ def test_finetune_evaluate_sample_and_report(tmp_path, capsys):
     assert keras.models.load_model(best).average_generator is None
     state = json.loads((runs / "rlhf" / "oracle.json").read_text())[TRAJECTORY_KEY]
     assert state["birth_policy"]["init_std"] == 0.1  # --init-std reached the birth policy
+    assert state["policy"]["step"] == 0.05  # --schedule-step reached the schedule policy
 
     # The finetune above ran as a user runs it; the rest runs `main` in this process.
     result = cli(capsys, "evaluate", str(best), "--data", "ring8")

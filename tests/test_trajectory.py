@@ -377,6 +377,9 @@ def test_bad_arguments_are_named():
         with pytest.raises(ValueError, match=r"birth_population .*population_size=4, 28\]"):
             TrajectoryOracle(objective="score", population_size=4, segments=8,
                              birth_population=births)
+    for step in (0, 0.6, True, "0.1"):
+        with pytest.raises(ValueError, match=r"step must be a number in \(0, 0.5\]"):
+            TrajectoryOracle(objective="score", step=step)
 
 
 # ---------------------------------------------------------------------------- any Keras model
