@@ -76,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "and train longer (trajectory). Default: no cut.")
     finetune.add_argument("--birth-population", type=int, default=None,
                           help="Members born; after one segment the best --population go on "
-                          "(trajectory). Default: --population.")
+                          "(trajectory). Default: twice --population where the budget leaves "
+                          "room; --birth-population equal to --population: no screening.")
     # Default None: the default search space's own g_ema (0.999), not a second copy of it.
     _add_g_ema_arg(finetune, "every trial's GAN samples from (g_ema, fixed in the space)",
                    default=None)
@@ -86,8 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "(a learning rate's 1e-5..1e-2 is 3 decades; default 0.25).")
     finetune.add_argument("--schedule-step", type=float, default=None,
                           help="How far one move of the schedule policy shifts a learning "
-                          "rate, on its unit scale (default 0.1: x2 on 1e-5..1e-2; 0.05: "
-                          "x1.41) (trajectory).")
+                          "rate, on its unit scale (default 0.05: x1.41 on 1e-5..1e-2; 0.1: "
+                          "x2) (trajectory).")
     finetune.add_argument("--trials", type=int, default=8, help="Trials (oneshot).")
     finetune.add_argument("--epochs-per-trial", type=int, default=10,
                           help="Epochs per trial (oneshot without --budget).")

@@ -39,6 +39,17 @@ BUDGET_ENV = "RLHF_KERAS_BUDGET_STEPS"
 BIRTH_ONLY = ("g_width", "d_width")  # they change the networks' shapes: fixed at birth
 
 
+def default_birth_population(population_size: int, segments: int) -> int:
+    """Members born by default: twice the population, screened after one segment, where the
+    budget leaves a later segment for them (at most `population_size * (segments - 1)`).
+    Measured on MNIST, ring8 and grid25 in `benchmarks/RESULTS.md` (session 19).
+
+    >>> default_birth_population(4, 8), default_birth_population(2, 2)
+    (8, 2)
+    """
+    return min(2 * population_size, max(population_size * (segments - 1), population_size))
+
+
 class RLHF:
     """Reinforcement-learning hyperparameter fine-tuning for GANs.
 
@@ -63,7 +74,9 @@ class RLHF:
             best ones go on for the rest of the budget, so each trains longer. None keeps
             `population_size` throughout.
         birth_population: Members born (trajectory); after their first segment the best
-            `population_size` go on. None: `population_size`.
+            `population_size` go on, inside the same budget. None: `default_birth_population`,
+            twice `population_size` where the budget leaves room; `population_size`: no
+            screening.
         max_trials: Number of GANs to train (oneshot).
         epochs_per_trial: Training epochs of each trial (oneshot without a budget).
         batch_size: Batch size (unless the space tunes `batch_size`).
@@ -117,6 +130,8 @@ class RLHF:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}.")
         check_final_population(final_population, population_size)
         check_birth_population(birth_population, population_size, segments)
+        if birth_population is None and strategy == "trajectory":
+            birth_population = default_birth_population(population_size, segments)
         units = population_size * segments if strategy == "trajectory" else max_trials
         if budget_steps is not None and budget_steps < units:
             raise ValueError(
@@ -327,7 +342,9 @@ class RLHF:
         }
         if self.strategy == "trajectory" and self.final_population is not None:
             fingerprint["final_population"] = self.final_population  # older runs: no cut
-        if self.strategy == "trajectory" and self.birth_population is not None:
+        # Recorded only when births are screened: runs without screening keep their fingerprint.
+        if self.strategy == "trajectory" and self.birth_population not in (
+                None, self.population_size):
             fingerprint["birth_population"] = self.birth_population
         if self.oracle_kwargs.get("rungs") is not None:
             fingerprint["rungs"] = [int(r) for r in self.oracle_kwargs["rungs"]]

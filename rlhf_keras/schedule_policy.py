@@ -6,7 +6,7 @@ whether it is improving, what the discriminator says) and chooses, for every hyp
 that may change mid-training, one categorical action:
 
 * a continuous hyperparameter (a learning rate) *moves* on its unit scale (log scale for
-  `sampling="log"`): down one step, stay, or up one step (`step=0.1` is a factor of 2 on a
+  `sampling="log"`): down one step, stay, or up one step (`step=0.05` is a factor of 1.41 on a
   1e-5..1e-2 log range). Its head also sees where the value is now.
 * a finite one (`Choice`, `Boolean`, `Int`/`Float` with a small step grid) picks its value.
 
@@ -113,7 +113,7 @@ class SchedulePolicy:
         stickiness: Initial logit bonus of keeping the current value (learned).
     """
 
-    def __init__(self, step: float = 0.1, stickiness: float = 1.0) -> None:
+    def __init__(self, step: float = 0.05, stickiness: float = 1.0) -> None:
         check_step(step)
         if not (isinstance(stickiness, (int, float)) and math.isfinite(stickiness)):
             raise ValueError(f"stickiness must be a finite number, got {stickiness!r}.")

@@ -66,7 +66,7 @@ def test_the_first_articles_snippet_runs_as_written(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["type"] == "GAN" and report["shape"] == [8, 784] and report["in_range"]
-    assert report["trials"] == 32  # 4 members x 8 segments
+    assert report["trials"] == 32  # 8 born, then 4 members x 6 segments
     assert set(report["best"]) == {"g_lr", "d_lr", "g_width", "d_width", "beta_1", "g_ema"}
     assert "[32/32]" in result.stdout and "objective fid (min)" in result.stdout
     assert "32 training steps" in result.stdout

@@ -246,6 +246,7 @@ def trajectory_search(tmp_path_factory):
     space = small_space()
     space.Choice("g_ema", [0.0, 0.9])
     rlhf = RLHF(search_space=space, budget_steps=600, population_size=2, segments=3,
+                birth_population=2,  # no screening: two lineages of three segments
                 batch_size=256, data="ring8", directory=tmp_path_factory.mktemp("trajectory"),
                 seed=0, verbose=0)
     return rlhf, rlhf.finetune(ring_gan())
