@@ -11,6 +11,7 @@ import pytest
 
 from rlhf_keras import GAN, RLHF, architectures, default_search_space
 from rlhf_keras.hypermodel import GANHyperModel
+from rlhf_keras.trajectory_oracle import TrajectoryOracle
 
 
 def small_space() -> keras_tuner.HyperParameters:
@@ -197,6 +198,18 @@ def test_the_default_space_averages_the_generator_unless_asked_not_to():
 def test_bad_arguments_fail_at_construction(kwargs, message):
     with pytest.raises((ValueError, TypeError), match=message):
         RLHF(**kwargs)
+
+
+def test_the_default_search_screens_twice_its_population_at_birth_and_moves_by_x1_41(tmp_path):
+    """The defaults measured in benchmarks/RESULTS.md (session 19): eight born, the best four go
+    on; no extra births where the budget leaves them no later segment; moves of 0.05."""
+    assert RLHF(directory=tmp_path).birth_population == 8
+    assert RLHF(population_size=3, segments=3, directory=tmp_path).birth_population == 6
+    assert RLHF(population_size=2, segments=2, directory=tmp_path).birth_population == 2
+    assert RLHF(birth_population=4, directory=tmp_path).birth_population == 4  # screening off
+    assert RLHF(strategy="oneshot", directory=tmp_path).birth_population is None
+    assert list(tmp_path.iterdir()) == []  # constructing writes nothing
+    assert TrajectoryOracle(objective=keras_tuner.Objective("fid", "min")).policy.step == 0.05
 
 
 def test_unsupported_hyperparameter_is_named():
