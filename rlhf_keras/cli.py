@@ -263,14 +263,14 @@ def finetune(args: argparse.Namespace) -> int:
                          f"(unit scale), got {args.init_std}.")
     from rlhf_keras.schedule_policy import check_step
 
-    try:
-        if args.schedule_step is not None:
+    if args.schedule_step is not None:
+        try:
             check_step(args.schedule_step)
-            if args.strategy != "trajectory":
-                raise ValueError("it steers the trajectory strategy's schedule; drop it or "
-                                 "use --strategy trajectory.")
-    except ValueError as error:
-        raise SystemExit(f"rlhf-keras: error: --schedule-step: {error}") from None
+        except ValueError as error:
+            raise SystemExit(f"rlhf-keras: error: --schedule-step: {error}") from None
+        if args.strategy != "trajectory":
+            raise SystemExit("rlhf-keras: error: --schedule-step: it steers the trajectory "
+                             "strategy's schedule; drop it or use --strategy trajectory.")
     from rlhf_keras import architectures, data
     from rlhf_keras.finetune import RLHF
     from rlhf_keras.gan import GAN
