@@ -239,35 +239,33 @@ def _print_metrics(values: dict[str, float]) -> None:
     print("-" * (width + 14))
 
 
+def _library_check(flag: str, check: Any, *values: Any) -> None:
+    """Runs one of the library's argument checks, its ValueError as the CLI's error for `flag`."""
+    try:
+        check(*values)
+    except ValueError as error:
+        raise SystemExit(f"rlhf-keras: error: {flag}: {error}") from None
+
+
 def finetune(args: argparse.Namespace) -> int:
     for name in ("trials", "epochs_per_trial", "batch_size", "latent_dim", "population",
                  "segments"):
         _positive("--" + name.replace("_", "-"), getattr(args, name))
-    for name in ("budget", "final_population"):
-        if getattr(args, name) is not None:
-            _positive("--" + name.replace("_", "-"), getattr(args, name))
-    if args.final_population is not None and args.final_population > args.population:
-        raise SystemExit(f"rlhf-keras: error: --final-population ({args.final_population}) "
-                         f"must be at most --population ({args.population}).")
-    from rlhf_keras.trajectory_oracle import check_birth_population
-
-    try:
-        check_birth_population(args.birth_population, args.population, args.segments)
-    except ValueError as error:
-        raise SystemExit(f"rlhf-keras: error: --birth-population: {error}") from None
-    _check_g_ema(args.g_ema)
-    from rlhf_keras.policy import MAX_STD, MIN_STD
-
-    if args.init_std is not None and not MIN_STD <= args.init_std <= MAX_STD:
-        raise SystemExit(f"rlhf-keras: error: --init-std must be in [{MIN_STD}, {MAX_STD}] "
-                         f"(unit scale), got {args.init_std}.")
+    if args.budget is not None:
+        _positive("--budget", args.budget)
+    from rlhf_keras.policy import check_init_std
     from rlhf_keras.schedule_policy import check_step
+    from rlhf_keras.trajectory_oracle import check_birth_population, check_final_population
 
+    _library_check("--final-population", check_final_population, args.final_population,
+                   args.population)
+    _library_check("--birth-population", check_birth_population, args.birth_population,
+                   args.population, args.segments)
+    _check_g_ema(args.g_ema)
+    if args.init_std is not None:
+        _library_check("--init-std", check_init_std, args.init_std)
     if args.schedule_step is not None:
-        try:
-            check_step(args.schedule_step)
-        except ValueError as error:
-            raise SystemExit(f"rlhf-keras: error: --schedule-step: {error}") from None
+        _library_check("--schedule-step", check_step, args.schedule_step)
         if args.strategy != "trajectory":
             raise SystemExit("rlhf-keras: error: --schedule-step: it steers the trajectory "
                              "strategy's schedule; drop it or use --strategy trajectory.")

@@ -132,6 +132,16 @@ def latin_hypercube(names: Sequence[str], n: int,
             for i in range(n)]
 
 
+
+def check_init_std(init_std: Any) -> None:
+    """Raises ValueError unless `init_std` (a Gaussian std on the unit scale) is a number in
+    [MIN_STD, MAX_STD]."""
+    if isinstance(init_std, bool) or not (
+            isinstance(init_std, (int, float)) and MIN_STD <= init_std <= MAX_STD):
+        raise ValueError(
+            f"init_std must be in [{MIN_STD}, {MAX_STD}] (unit scale), got {init_std!r}."
+        )
+
 class _Entry:
     """Parameters of one hyperparameter's distribution, with its optimizer moments."""
 
@@ -212,10 +222,7 @@ class HyperparameterPolicy:
             )
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}.")
-        if not (isinstance(init_std, (int, float)) and MIN_STD <= init_std <= MAX_STD):
-            raise ValueError(
-                f"init_std must be in [{MIN_STD}, {MAX_STD}] (unit scale), got {init_std!r}."
-            )
+        check_init_std(init_std)
         if not (isinstance(max_grid, int) and max_grid >= 2):
             raise ValueError(f"max_grid must be an int >= 2, got {max_grid!r}.")
         self.learning_rate = float(learning_rate)

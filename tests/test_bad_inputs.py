@@ -277,14 +277,14 @@ def test_the_cli_refuses_before_training_and_leaves_the_run_alone(earlier_run, t
     assert "holds a different search" in err and "--overwrite" in err
     with pytest.raises(SystemExit, match="--trials must be > 0"):
         cli_main(hc.finetune_args(earlier_run, 0))
-    for final, message in (("5", r"--final-population \(5\) must be at most --population \(4\)"),
-                           ("0", "--final-population must be > 0")):
+    for final in ("5", "0"):
+        message = rf"--final-population: .*int in \[1, population_size=4\], got {final}"
         with pytest.raises(SystemExit, match=message):
             cli_main(hc.finetune_args(earlier_run, 1) + ["--population", "4", "--overwrite",
                                                          "--final-population", final])
     with pytest.raises(SystemExit, match=r"--g-ema must be in \[0, 1\).*got 1.5"):
         cli_main(hc.finetune_args(earlier_run, 1) + ["--overwrite", "--g-ema", "1.5"])
-    with pytest.raises(SystemExit, match=r"--init-std must be in \[0.02, 0.5\].*got 0.9"):
+    with pytest.raises(SystemExit, match=r"--init-std: init_std must be in \[0.02, 0.5\].*got 0.9"):
         cli_main(hc.finetune_args(earlier_run, 1) + ["--overwrite", "--init-std", "0.9"])
     with pytest.raises(SystemExit, match=r"--birth-population: .*\[population_size=4, 28\].*got 3"):
         cli_main(hc.finetune_args(earlier_run, 1) + ["--population", "4", "--overwrite",

@@ -359,8 +359,9 @@ def test_init_std_sets_how_far_births_spread_from_the_default():
     narrow, wide = births(0.1), births(0.4)
     assert spread(narrow) < spread(wide)
     assert spread(narrow) < 0.1 * 3 * 2.5  # 0.1 of a 3-decade range, within 2.5 sd
-    with pytest.raises(ValueError, match=r"init_std must be in \[0.02, 0.5\]"):
-        TrajectoryOracle(objective="score", init_std=0.9)
+    for bad in (0.9, True, "0.1"):
+        with pytest.raises(ValueError, match=r"init_std must be in \[0.02, 0.5\]"):
+            TrajectoryOracle(objective="score", init_std=bad)
 
 
 def test_bad_arguments_are_named():
