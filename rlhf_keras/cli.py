@@ -9,7 +9,7 @@ import shlex
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -239,7 +239,7 @@ def _print_metrics(values: dict[str, float]) -> None:
     print("-" * (width + 14))
 
 
-def _library_check(flag: str, check: Any, *values: Any) -> None:
+def _library_check(flag: str, check: Callable[..., None], *values: Any) -> None:
     """Runs one of the library's argument checks, its ValueError as the CLI's error for `flag`."""
     try:
         check(*values)

@@ -132,7 +132,6 @@ def latin_hypercube(names: Sequence[str], n: int,
             for i in range(n)]
 
 
-
 def check_init_std(init_std: Any) -> None:
     """Raises ValueError unless `init_std` (a Gaussian std on the unit scale) is a number in
     [MIN_STD, MAX_STD]."""
@@ -141,6 +140,7 @@ def check_init_std(init_std: Any) -> None:
         raise ValueError(
             f"init_std must be in [{MIN_STD}, {MAX_STD}] (unit scale), got {init_std!r}."
         )
+
 
 class _Entry:
     """Parameters of one hyperparameter's distribution, with its optimizer moments."""
