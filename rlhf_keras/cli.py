@@ -142,13 +142,6 @@ def _add_g_ema_arg(parser: argparse.ArgumentParser, what: str, default: float | 
                         f"(0: none, as in the articles; default {shown}).")
 
 
-def _check_g_ema(value: float | None) -> None:
-    if value is not None and not 0.0 <= value < 1.0:
-        raise SystemExit(
-            f"rlhf-keras: error: --g-ema must be in [0, 1) (0: no weight average), got {value}."
-        )
-
-
 def _positive(name: str, value: float) -> None:
     if not value > 0:
         raise SystemExit(f"rlhf-keras: error: {name} must be > 0, got {value}.")
@@ -166,7 +159,9 @@ def train(args: argparse.Namespace) -> int:
         _positive("--" + name.replace("_", "-"), getattr(args, name))
     if args.steps is not None:
         _positive("--steps", args.steps)
-    _check_g_ema(args.g_ema)
+    from rlhf_keras.gan import check_ema_momentum
+
+    _library_check("--g-ema", check_ema_momentum, args.g_ema)
     import keras
 
     from rlhf_keras import architectures, data
@@ -261,7 +256,9 @@ def finetune(args: argparse.Namespace) -> int:
                    args.population)
     _library_check("--birth-population", check_birth_population, args.birth_population,
                    args.population, args.segments)
-    _check_g_ema(args.g_ema)
+    from rlhf_keras.gan import check_ema_momentum
+
+    _library_check("--g-ema", check_ema_momentum, args.g_ema)
     if args.init_std is not None:
         _library_check("--init-std", check_init_std, args.init_std)
     if args.schedule_step is not None:

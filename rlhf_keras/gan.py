@@ -17,6 +17,7 @@ generator's output inside the training step, and `generate` returns samples in t
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 import keras
@@ -45,6 +46,16 @@ def _ends_in_sigmoid(model: keras.Model) -> bool:
 
 def _shape_str(shape: Any) -> str:
     return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
+
+
+def check_ema_momentum(ema_momentum: Any) -> None:
+    """Raises ValueError unless `ema_momentum` is None (no weight average) or in [0, 1)."""
+    if ema_momentum is None:
+        return
+    if isinstance(ema_momentum, bool) or not (
+            isinstance(ema_momentum, numbers.Real) and 0.0 <= ema_momentum < 1.0):
+        raise ValueError(f"ema_momentum must be in [0, 1) (e.g. 0.999), or None for no weight "
+                         f"average; got {ema_momentum!r}.")
 
 
 @keras.saving.register_keras_serializable(package="rlhf_keras")
@@ -98,11 +109,7 @@ class GAN(keras.Model):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if ema_momentum is not None and not 0.0 <= float(ema_momentum) < 1.0:
-            raise ValueError(
-                f"ema_momentum must be in [0, 1) (e.g. 0.999), or None for no weight average; "
-                f"got {ema_momentum!r}."
-            )
+        check_ema_momentum(ema_momentum)
         for role, model in (("generator", generator), ("discriminator", discriminator)):
             if not isinstance(model, keras.Model):
                 raise TypeError(

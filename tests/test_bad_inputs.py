@@ -282,7 +282,7 @@ def test_the_cli_refuses_before_training_and_leaves_the_run_alone(earlier_run, t
         with pytest.raises(SystemExit, match=message):
             cli_main(hc.finetune_args(earlier_run, 1) + ["--population", "4", "--overwrite",
                                                          "--final-population", final])
-    with pytest.raises(SystemExit, match=r"--g-ema must be in \[0, 1\).*got 1.5"):
+    with pytest.raises(SystemExit, match=r"--g-ema: ema_momentum must be in \[0, 1\).*got 1.5"):
         cli_main(hc.finetune_args(earlier_run, 1) + ["--overwrite", "--g-ema", "1.5"])
     with pytest.raises(SystemExit, match=r"--init-std: init_std must be in \[0.02, 0.5\].*got 0.9"):
         cli_main(hc.finetune_args(earlier_run, 1) + ["--overwrite", "--init-std", "0.9"])
@@ -625,6 +625,9 @@ def test_absurd_sizes_are_refused_before_anything_is_allocated(tmp_path, capsys)
     assert cli_main(["train", "--data", "ring8", "--latent-dim", "1000000000",
                      "--out", str(run)]) == 2
     assert "--latent-dim 1,000,000,000 is too large" in capsys.readouterr().err
+    assert not run.exists()
+    with pytest.raises(SystemExit, match=r"--g-ema: ema_momentum must be in \[0, 1\).*got -0.5"):
+        cli_main(["train", "--data", "ring8", "--g-ema", "-0.5", "--out", str(run)])
     assert not run.exists()
 
 

@@ -245,8 +245,10 @@ def test_ema_momentum_keeps_a_warmed_up_average_of_the_generator_that_samples(tm
     loaded = keras.models.load_model(tmp_path / "gan.keras")
     assert loaded.ema_momentum == momentum
     np.testing.assert_array_equal(loaded.generate(16, z=z), gan.generate(16, z=z))
-    with pytest.raises(ValueError, match=r"ema_momentum must be in \[0, 1\).*got 1.0"):
-        GAN(*architectures.small_mlp(data_shape=(2,), latent_dim=8), ema_momentum=1.0)
+    for bad in (1.0, -0.1, True, "0.9"):
+        with pytest.raises(ValueError, match=rf"ema_momentum must be in \[0, 1\).*got {bad!r}"):
+            GAN(*architectures.small_mlp(data_shape=(2,), latent_dim=8), ema_momentum=bad)
+    GAN(*architectures.small_mlp(data_shape=(2,), latent_dim=8), ema_momentum=np.float32(0.9))
 
 
 # ---------------------------------------------------------------- real training
