@@ -288,8 +288,7 @@ class RLHF:
 
     def _plan_text(self) -> str:
         if self.strategy == "trajectory":
-            sizes = generation_sizes(self.population_size, self.segments,
-                                     self.final_population or self.population_size,
+            sizes = generation_sizes(self.population_size, self.segments, self.final_population,
                                      self.birth_population)
             phases = ", then ".join(
                 f"{size} member{'s' * (size > 1)} x {sizes.count(size)} "

@@ -499,11 +499,11 @@ def check_birth_population(birth_population: Any, population_size: int, segments
                          f"{birth_population!r}.")
 
 
-def generation_sizes(population_size: int, segments: int, final_population: int,
+def generation_sizes(population_size: int, segments: int, final_population: int | None = None,
                      birth_population: int | None = None) -> list[int]:
     """Members per generation: `birth_population` born, then `population_size` until half of
     the budget of `population_size * segments` segments is spent, then `final_population`
-    (the last generation takes what is left).
+    (the last generation takes what is left). None: no cut, or as many born as go on.
 
     >>> generation_sizes(4, 8, 2)
     [4, 4, 4, 4, 2, 2, 2, 2, 2, 2, 2, 2]
@@ -513,7 +513,7 @@ def generation_sizes(population_size: int, segments: int, final_population: int,
     budget = population_size * segments
     sizes: list[int] = [min(birth_population or population_size, budget)]
     while sum(sizes) < budget:
-        size = population_size if 2 * sum(sizes) < budget else final_population
+        size = population_size if 2 * sum(sizes) < budget else final_population or population_size
         sizes.append(min(size, budget - sum(sizes)))
     return sizes
 
