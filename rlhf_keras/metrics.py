@@ -44,8 +44,8 @@ from rlhf_keras.metric_inputs import (
 from rlhf_keras.modes import HIGH_QUALITY_STDS, KL_EPSILON, MIXTURES, mode_metrics
 
 # Samples used by `quality` when `n` is not given. 2,000 images keep one evaluation at ~1 s; the
-# resulting FID's noise floor (coefficient of variation over evaluation seeds) is measured by
-# benchmarks/fid_speed.py and recorded in benchmarks/RESULTS.md.
+# resulting FID's noise over evaluation seeds is measured by benchmarks/fid_speed.py and
+# benchmarks/fid_noise.py and recorded in benchmarks/RESULTS.md.
 DEFAULT_IMAGE_SAMPLES = 2000
 DEFAULT_POINT_SAMPLES = 2500
 
@@ -68,8 +68,9 @@ def quality(gan: Any, data: Any, n: int | None = None, seed: int = 0,
     * Images: `{"fid": FID, "score": -FID}` with n = 2,000 samples per side by default.
       FID on 2,000 samples is biased upwards compared with 10,000 and carries evaluation
       noise: two disjoint sets of 2,000 real MNIST images score 1.7 +- 0.2, and one GAN's FID
-      varies by ~0.75% (coefficient of variation) across evaluation seeds
-      (benchmarks/RESULTS.md). Compare trials at the same `n` and `seed`.
+      moves by a standard deviation of 1-3 points across evaluation seeds, whatever its level
+      (FID 18 to 215; benchmarks/fid_noise.py in benchmarks/RESULTS.md). Compare trials at
+      the same `n` and `seed`.
     * 2-D mixtures: `mode_metrics` plus `score = modes + high_quality / 100`, so capturing one
       more mode always beats any gain in sample quality, and quality breaks ties (n = 2,500).
 
