@@ -48,12 +48,15 @@ def _shape_str(shape: Any) -> str:
     return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
 
 
+def is_ema_momentum(value: Any) -> bool:
+    """Whether `value` is a weight-average momentum: a number in [0, 1) (0: the weights)."""
+    return (not isinstance(value, bool) and isinstance(value, numbers.Real)
+            and 0.0 <= value < 1.0)
+
+
 def check_ema_momentum(ema_momentum: Any) -> None:
     """Raises ValueError unless `ema_momentum` is None (no weight average) or in [0, 1)."""
-    if ema_momentum is None:
-        return
-    if isinstance(ema_momentum, bool) or not (
-            isinstance(ema_momentum, numbers.Real) and 0.0 <= ema_momentum < 1.0):
+    if ema_momentum is not None and not is_ema_momentum(ema_momentum):
         raise ValueError(f"ema_momentum must be in [0, 1) (e.g. 0.999), or None for no weight "
                          f"average; got {ema_momentum!r}.")
 

@@ -11,7 +11,7 @@ import keras_tuner
 from rlhf_keras import data as data_module
 from rlhf_keras import metrics
 from rlhf_keras.architectures import scale_widths
-from rlhf_keras.gan import GAN, LOSSES
+from rlhf_keras.gan import GAN, LOSSES, is_ema_momentum
 
 SUPPORTED_HYPERPARAMETERS = {
     "g_lr": "generator Adam learning rate",
@@ -73,7 +73,7 @@ def check_search_space(hp: keras_tuner.HyperParameters) -> None:
             f"Supported: {supported}."
         )
     if "g_ema" in names:
-        bad = [v for v in _values(hp, "g_ema") if not 0.0 <= float(v) < 1.0]
+        bad = [v for v in _values(hp, "g_ema") if not is_ema_momentum(v)]
         if bad:
             raise ValueError(
                 f"g_ema value(s) {bad} in the search space are not in [0, 1); use 0 for no "
