@@ -47,6 +47,24 @@ def population_advantages(rewards: Sequence[float], normalise: bool = True) -> n
     return advantages
 
 
+def running_advantages(rewards: Sequence[float], baseline: float) -> np.ndarray:
+    """A_i = (r_i - b) / s with b a baseline from *earlier* generations (a running mean).
+
+    Unlike the population's own mean, a baseline set before the generation acted lets every
+    member's advantage be negative: when all members of a generation (two, after a cut) got
+    worse than the members before them, the moves they all made are discouraged, instead of
+    one of them being reinforced as "better than the other". b does not depend on the
+    actions being judged, so the gradient stays unbiased (Williams 1992's running baseline).
+    s is the spread of the rewards and b together (with a floor): scale-free, as above.
+    """
+    r = np.asarray(rewards, dtype=np.float64)
+    if r.size == 0:
+        return r
+    points = np.append(r, baseline)
+    spread = max(float(points.std()), 1e-8 * max(1.0, float(np.abs(points).max())))
+    return (r - baseline) / spread
+
+
 def failure_reward(rewards: Sequence[float]) -> float:
     """A finite reward below every finite one given: what a diverged member earns."""
     finite = [float(r) for r in rewards if math.isfinite(r)]

@@ -20,7 +20,8 @@ Generation by generation (all members train segment t before any trains t + 1):
    progress, rank, trend, discriminator statistics.
 4. **Learn**: once a generation has ended, each segment's reward is the quality it added (its
    score minus its parent's, signed by the objective's direction); the policy takes one
-   REINFORCE step with the population's mean reward as baseline (`rlhf_keras.reinforce`).
+   REINFORCE step with the population's mean reward as baseline, or with `baseline="running"`
+   a running mean of earlier generations' rewards (`rlhf_keras.reinforce`).
 
 Every action is drawn from the current policy and learned from before the policy changes again,
 so every update is on-policy. The best segment of any trajectory is the search's best trial
@@ -47,6 +48,8 @@ from rlhf_keras.schedule_policy import STATE_FEATURES, SchedulePolicy
 
 TrialStatus = trial_module.TrialStatus
 STATE_KEY = "trajectory"
+BASELINES = ("population", "running")
+BASELINE_DECAY = 0.5  # weight of the older generations in the running baseline
 
 
 class TrajectoryOracle(keras_tuner.Oracle):
@@ -72,6 +75,11 @@ class TrajectoryOracle(keras_tuner.Oracle):
         elitist: If True, the first member to be taken over copies the best segment of the
             whole search so far when it is better than this generation's best: a population
             whose members have all just got worse goes back to its best model.
+        baseline: The schedule policy's reward baseline b. `"population"`: the mean reward of
+            the generation being learned from (advantages sum to zero). `"running"`: a running
+            mean of earlier generations' mean rewards (decay `BASELINE_DECAY`), so when every
+            member of a generation got worse than those before, every move made is
+            discouraged (with two members the population baseline always makes one +1).
         learning_rate: Step size alpha of both policies.
         entropy_coef: Entropy bonus beta.
         init_std: The birth policy's initial std of a continuous hyperparameter, on its unit
@@ -97,6 +105,7 @@ class TrajectoryOracle(keras_tuner.Oracle):
         birth_only: Sequence[str] = (),
         exploit_fraction: float = 0.25,
         elitist: bool = False,
+        baseline: str = "population",
         learning_rate: float = 0.5,
         entropy_coef: float = 0.1,
         init_std: float = 0.25,
@@ -117,6 +126,10 @@ class TrajectoryOracle(keras_tuner.Oracle):
         check_birth_population(birth_population, population_size, segments)
         if not (isinstance(exploit_fraction, (int, float)) and 0 <= exploit_fraction <= 0.5):
             raise ValueError(f"exploit_fraction must be in [0, 0.5], got {exploit_fraction!r}.")
+        if baseline not in BASELINES:
+            raise ValueError(f"baseline must be one of {BASELINES}, got {baseline!r}: "
+                             "'population' (this generation's mean reward) or 'running' (a "
+                             "running mean of earlier generations').")
         if isinstance(birth_only, str):
             raise ValueError(f"birth_only must be a list of names, got the string {birth_only!r}.")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
@@ -146,6 +159,8 @@ class TrajectoryOracle(keras_tuner.Oracle):
         self.birth_only = [str(name) for name in birth_only]
         self.exploit_fraction = float(exploit_fraction)
         self.elitist = bool(elitist)
+        self.baseline = baseline
+        self.reward_baseline: float | None = None  # running mean of segment rewards
         self.learning_rate = float(learning_rate)
         self.entropy_coef = float(entropy_coef)
         self.idle_wait = float(idle_wait)
@@ -307,7 +322,7 @@ class TrajectoryOracle(keras_tuner.Oracle):
         """One REINFORCE step per policy on the segments of a finished generation."""
         trial_ids = self.generations[generation]
         rewards = self._rewards(trial_ids)
-        advantages = reinforce.population_advantages(rewards)
+        advantages = self._advantages(generation, rewards)
         births, segments = [], []
         for trial_id, reward, advantage in zip(trial_ids, rewards, advantages, strict=True):
             decision = self.decisions[trial_id]
@@ -329,6 +344,23 @@ class TrajectoryOracle(keras_tuner.Oracle):
             "advantages": [float(a) for a in advantages],
             "policy": self.policy_summary(),
         })
+
+    def _advantages(self, generation: int, rewards: list[float]) -> np.ndarray:
+        """A_i for a generation's rewards under the chosen baseline (births: the population's).
+
+        A birth's reward is the quality reached, a segment's the quality added, so only the
+        segments' rewards feed the running baseline, updated after it has been used."""
+        if generation == 0 or self.decisions[self.generations[generation][0]]["kind"] == "birth":
+            return reinforce.population_advantages(rewards)
+        if self.baseline == "population" or self.reward_baseline is None:
+            advantages = reinforce.population_advantages(rewards)
+        else:
+            advantages = reinforce.running_advantages(rewards, self.reward_baseline)
+        mean = float(np.mean(rewards))
+        # b <- d b + (1 - d) mean(r): earlier generations' rewards, the recent ones weighing more.
+        self.reward_baseline = mean if self.reward_baseline is None else (
+            BASELINE_DECAY * self.reward_baseline + (1.0 - BASELINE_DECAY) * mean)
+        return advantages
 
     def _schedule_step(self, decisions: list[dict[str, Any]]) -> None:
         """theta <- theta + alpha * [ (1/N) sum_i A_i grad log pi(a_i | s_i) + beta grad H ]."""
@@ -432,6 +464,8 @@ class TrajectoryOracle(keras_tuner.Oracle):
             "birth_only": self.birth_only,
             "exploit_fraction": self.exploit_fraction,
             "elitist": self.elitist,
+            "baseline": self.baseline,
+            "reward_baseline": self.reward_baseline,
             "learning_rate": self.learning_rate,
             "entropy_coef": self.entropy_coef,
             "birth_policy": self.birth_policy.get_state(),
@@ -459,6 +493,8 @@ class TrajectoryOracle(keras_tuner.Oracle):
         self.birth_only = list(ours["birth_only"])
         self.exploit_fraction = float(ours["exploit_fraction"])
         self.elitist = bool(ours.get("elitist", False))  # older state files: not elitist
+        self.baseline = ours.get("baseline", "population")  # older state files: population
+        self.reward_baseline = ours.get("reward_baseline")
         self.learning_rate = float(ours["learning_rate"])
         self.entropy_coef = float(ours["entropy_coef"])
         self.birth_policy = HyperparameterPolicy.from_state(ours["birth_policy"])

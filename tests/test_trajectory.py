@@ -85,6 +85,22 @@ def test_population_baseline_centres_and_removes_a_common_shift():
     assert np.argmax(advantages) == 2 and np.argmin(advantages) == 3
 
 
+def test_running_baseline_lets_a_whole_generation_be_discouraged():
+    """Two members that both got worse than the generations before them: the population
+    baseline still calls one of them good (+1), a running baseline calls both bad."""
+    rewards, earlier = [-5.0, -60.0], 2.0
+    np.testing.assert_allclose(reinforce.population_advantages(rewards), [1.0, -1.0])
+    advantages = reinforce.running_advantages(rewards, earlier)
+    assert (advantages < 0).all() and advantages[0] > advantages[1]
+    # Relative to b, not to each other: a baseline frozen at 0 would rank -5 above b = -10.
+    assert (reinforce.running_advantages([-5.0, -6.0], -10.0) > 0).all()
+    # Shift- and scale-free, as the population's.
+    np.testing.assert_allclose(reinforce.running_advantages([r + 100 for r in rewards], 102.0),
+                               advantages)
+    np.testing.assert_allclose(reinforce.running_advantages([r * 1000 for r in rewards], 2000.0),
+                               advantages)
+
+
 def test_failure_reward_is_below_every_finite_reward():
     assert reinforce.failure_reward([1.0, 4.0, math.nan]) < 1.0
     assert reinforce.failure_reward([math.nan]) == -1.0
@@ -249,6 +265,31 @@ def test_an_elitist_population_goes_back_to_its_best_model_after_a_setback(tmp_p
     assert oracle.get_state()["trajectory"]["elitist"] is elitist
 
 
+@pytest.mark.parametrize("baseline", ["population", "running"])
+def test_a_running_baseline_discourages_every_move_of_a_setback_generation(tmp_path, baseline):
+    oracle = TrajectoryOracle(objective=keras_tuner.Objective("score", "max"),
+                              population_size=4, segments=6, baseline=baseline,
+                              hyperparameters=lr_space(), seed=0)
+    tuner = SetbackTask(oracle=oracle, directory=str(tmp_path), project_name="setback")
+    tuner.search(verbose=0)
+    history = {h["generation"]: h for h in tuner.oracle.history}
+    setback = np.array(history[3]["advantages"])  # every member lost 10 in generation 3
+    if baseline == "running":
+        assert (setback < 0).all()
+        # b: the running mean of the segment generations before (1 and 2), decay 0.5 ...
+        means = [float(np.mean(history[g]["rewards"])) for g in sorted(history) if g > 0]
+        np.testing.assert_allclose(
+            setback, reinforce.running_advantages(history[3]["rewards"],
+                                                  0.5 * means[0] + 0.5 * means[1]))
+        # ... and so on to the end, saved with the oracle's state.
+        b = means[0]
+        for mean in means[1:]:
+            b = 0.5 * b + 0.5 * mean
+        assert tuner.oracle.get_state()["trajectory"]["reward_baseline"] == pytest.approx(b)
+    else:
+        assert abs(setback.sum()) < 1e-9 and (setback > 0).any()
+
+
 def test_a_state_file_from_before_the_cut_loads_without_one(tmp_path):
     oracle = run_search(tmp_path, seed=1, population=2)
     state = oracle.get_state()
@@ -257,12 +298,14 @@ def test_a_state_file_from_before_the_cut_loads_without_one(tmp_path):
     assert oracle.generation_sizes == [2] * SEGMENTS
 
 
-@pytest.mark.parametrize("final_population", [None, 2])
-def test_resumed_search_ends_with_the_same_policy(tmp_path, final_population):
-    straight = run_search(tmp_path / "a", seed=4, population=4, final_population=final_population)
+@pytest.mark.parametrize(("final_population", "baseline"),
+                         [(None, "population"), (2, "population"), (2, "running")])
+def test_resumed_search_ends_with_the_same_policy(tmp_path, final_population, baseline):
+    straight = run_search(tmp_path / "a", seed=4, population=4, final_population=final_population,
+                          baseline=baseline)
     oracle = TrajectoryOracle(objective=keras_tuner.Objective("score", "max"),
                               population_size=4, segments=SEGMENTS,
-                              final_population=final_population,
+                              final_population=final_population, baseline=baseline,
                               hyperparameters=lr_space(), seed=4)
     tuner = ScheduleTask(oracle=oracle, directory=str(tmp_path / "b"), project_name="s4")
     # Run a third of the search (with the cut: into its second half), then continue in a new
@@ -274,7 +317,7 @@ def test_resumed_search_ends_with_the_same_policy(tmp_path, final_population):
         tuner.on_trial_end(trial)
     again = TrajectoryOracle(objective=keras_tuner.Objective("score", "max"),
                              population_size=4, segments=SEGMENTS,
-                             final_population=final_population,
+                             final_population=final_population, baseline=baseline,
                              hyperparameters=lr_space(), seed=4)
     resumed = ScheduleTask(oracle=again, directory=str(tmp_path / "b"), project_name="s4")
     resumed.quality = dict(tuner.quality)
@@ -378,6 +421,8 @@ def test_bad_arguments_are_named():
         with pytest.raises(ValueError, match=r"birth_population .*population_size=4, 28\]"):
             TrajectoryOracle(objective="score", population_size=4, segments=8,
                              birth_population=births)
+    with pytest.raises(ValueError, match=r"baseline must be one of .*'mean'"):
+        TrajectoryOracle(objective="score", baseline="mean")
     for step in (0, 0.6, True, "0.1"):
         with pytest.raises(ValueError, match=r"step must be a number in \(0, 0.5\]"):
             TrajectoryOracle(objective="score", step=step)
