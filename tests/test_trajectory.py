@@ -243,14 +243,19 @@ class SetbackTask(ScheduleTask):
         return {"score": self.quality[trial.trial_id]}
 
 
-@pytest.mark.parametrize("elitist", [False, True])
-def test_an_elitist_population_goes_back_to_its_best_model_after_a_setback(tmp_path, elitist):
+def run_setback(tmp_path, **kwargs) -> TrajectoryOracle:
+    """A 4 x 6 search of SetbackTask (every member loses 10 in generation 3)."""
     oracle = TrajectoryOracle(objective=keras_tuner.Objective("score", "max"),
-                              population_size=4, segments=6, elitist=elitist,
-                              hyperparameters=lr_space(), seed=0)
+                              population_size=4, segments=6, hyperparameters=lr_space(), seed=0,
+                              **kwargs)
     tuner = SetbackTask(oracle=oracle, directory=str(tmp_path), project_name="setback")
     tuner.search(verbose=0)
-    oracle = tuner.oracle
+    return tuner.oracle
+
+
+@pytest.mark.parametrize("elitist", [False, True])
+def test_an_elitist_population_goes_back_to_its_best_model_after_a_setback(tmp_path, elitist):
+    oracle = run_setback(tmp_path, elitist=elitist)
     copies = [oracle.decisions[t] for t in oracle.generations[4]
               if oracle.decisions[t]["copied_from"] is not None]
     assert len(copies) == 1
@@ -267,12 +272,8 @@ def test_an_elitist_population_goes_back_to_its_best_model_after_a_setback(tmp_p
 
 @pytest.mark.parametrize("baseline", ["population", "running"])
 def test_a_running_baseline_discourages_every_move_of_a_setback_generation(tmp_path, baseline):
-    oracle = TrajectoryOracle(objective=keras_tuner.Objective("score", "max"),
-                              population_size=4, segments=6, baseline=baseline,
-                              hyperparameters=lr_space(), seed=0)
-    tuner = SetbackTask(oracle=oracle, directory=str(tmp_path), project_name="setback")
-    tuner.search(verbose=0)
-    history = {h["generation"]: h for h in tuner.oracle.history}
+    oracle = run_setback(tmp_path, baseline=baseline)
+    history = {h["generation"]: h for h in oracle.history}
     setback = np.array(history[3]["advantages"])  # every member lost 10 in generation 3
     if baseline == "running":
         assert (setback < 0).all()
@@ -285,7 +286,7 @@ def test_a_running_baseline_discourages_every_move_of_a_setback_generation(tmp_p
         b = means[0]
         for mean in means[1:]:
             b = 0.5 * b + 0.5 * mean
-        assert tuner.oracle.get_state()["trajectory"]["reward_baseline"] == pytest.approx(b)
+        assert oracle.get_state()["trajectory"]["reward_baseline"] == pytest.approx(b)
     else:
         assert abs(setback.sum()) < 1e-9 and (setback > 0).any()
 
