@@ -25,6 +25,12 @@ import numpy as np
 Gradients = dict[str, np.ndarray]
 
 
+def spread(values: Sequence[float]) -> float:
+    """The standard deviation of `values`, floored so that equal values never divide by 0."""
+    v = np.asarray(values, dtype=np.float64)
+    return max(float(v.std()), 1e-8 * max(1.0, float(np.abs(v).max())))
+
+
 def population_advantages(rewards: Sequence[float], normalise: bool = True) -> np.ndarray:
     """A_i = (r_i - b) / s with b the population's mean reward and s its spread.
 
@@ -43,7 +49,7 @@ def population_advantages(rewards: Sequence[float], normalise: bool = True) -> n
     baseline = r.mean()  # b: the population baseline
     advantages = r - baseline
     if normalise:
-        advantages = advantages / max(float(r.std()), 1e-8 * max(1.0, float(np.abs(r).max())))
+        advantages = advantages / spread(r)
     return advantages
 
 
@@ -60,9 +66,7 @@ def running_advantages(rewards: Sequence[float], baseline: float) -> np.ndarray:
     r = np.asarray(rewards, dtype=np.float64)
     if r.size == 0:
         return r
-    points = np.append(r, baseline)
-    spread = max(float(points.std()), 1e-8 * max(1.0, float(np.abs(points).max())))
-    return (r - baseline) / spread
+    return (r - baseline) / spread(np.append(r, baseline))
 
 
 def failure_reward(rewards: Sequence[float]) -> float:

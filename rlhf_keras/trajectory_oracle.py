@@ -287,8 +287,8 @@ class TrajectoryOracle(keras_tuner.Oracle):
             return 0.0
         peers = [self.decisions[t].get("reward", 0.0)
                  for t in self.generations[decision["generation"]]]
-        spread = max(float(np.std(peers)), 1e-8 * max(1.0, float(np.abs(peers).max())))
-        return float(np.tanh((decision["reward"] - self.decisions[grand]["reward"]) / spread))
+        return float(np.tanh((decision["reward"] - self.decisions[grand]["reward"])
+                             / reinforce.spread(peers)))
 
     def _rewards(self, trial_ids: list[str]) -> list[float]:
         """r_i: the quality each segment added (a birth: the quality it reached)."""
@@ -350,9 +350,10 @@ class TrajectoryOracle(keras_tuner.Oracle):
 
         A birth's reward is the quality reached, a segment's the quality added, so only the
         segments' rewards feed the running baseline, updated after it has been used."""
-        if generation == 0 or self.decisions[self.generations[generation][0]]["kind"] == "birth":
+        births = self.decisions[self.generations[generation][0]]["kind"] == "birth"
+        if births or self.baseline == "population":
             return reinforce.population_advantages(rewards)
-        if self.baseline == "population" or self.reward_baseline is None:
+        if self.reward_baseline is None:  # the first generation of segments sets b
             advantages = reinforce.population_advantages(rewards)
         else:
             advantages = reinforce.running_advantages(rewards, self.reward_baseline)
