@@ -89,6 +89,14 @@ def build_parser() -> argparse.ArgumentParser:
                           help="How far one move of the schedule policy shifts a learning "
                           "rate, on its unit scale (default 0.05: x1.41 on 1e-5..1e-2; 0.1: "
                           "x2) (trajectory).")
+    finetune.add_argument("--elitist", action=argparse.BooleanOptionalAction, default=None,
+                          help="The first member to be taken over copies the best segment of "
+                          "the whole search when every member has fallen below it "
+                          "(trajectory).")
+    finetune.add_argument("--baseline", default=None, choices=["population", "running"],
+                          help="The schedule policy's REINFORCE baseline: this generation's "
+                          "mean reward, or a running mean of earlier generations' "
+                          "(trajectory).")
     finetune.add_argument("--trials", type=int, default=8, help="Trials (oneshot).")
     finetune.add_argument("--epochs-per-trial", type=int, default=10,
                           help="Epochs per trial (oneshot without --budget).")
@@ -263,9 +271,12 @@ def finetune(args: argparse.Namespace) -> int:
         _library_check("--init-std", check_init_std, args.init_std)
     if args.schedule_step is not None:
         _library_check("--schedule-step", check_step, args.schedule_step)
-        if args.strategy != "trajectory":
-            raise SystemExit("rlhf-keras: error: --schedule-step: it steers the trajectory "
-                             "strategy's schedule; drop it or use --strategy trajectory.")
+    if args.strategy != "trajectory":
+        for flag, value in (("--schedule-step", args.schedule_step),
+                            ("--elitist", args.elitist), ("--baseline", args.baseline)):
+            if value is not None:
+                raise SystemExit(f"rlhf-keras: error: {flag}: only the trajectory strategy "
+                                 "uses it; drop it or use --strategy trajectory.")
     from rlhf_keras import architectures, data
     from rlhf_keras.finetune import RLHF
     from rlhf_keras.gan import GAN
@@ -296,6 +307,8 @@ def finetune(args: argparse.Namespace) -> int:
         verbose=args.verbose,
         **({} if args.init_std is None else {"init_std": args.init_std}),
         **({} if args.schedule_step is None else {"step": args.schedule_step}),
+        **({} if args.elitist is None else {"elitist": args.elitist}),
+        **({} if args.baseline is None else {"baseline": args.baseline}),
     )
     # After a Ctrl-C: the same command line resumes (never with --overwrite, which deletes).
     rlhf.resume_command = "rlhf-keras " + shlex.join(

@@ -291,9 +291,11 @@ def test_the_cli_refuses_before_training_and_leaves_the_run_alone(earlier_run, t
                                                      "--birth-population", "3"])
     with pytest.raises(SystemExit, match=r"--schedule-step: step must be a number in \(0, 0.5\]"):
         cli_main(hc.finetune_args(earlier_run, 1) + ["--overwrite", "--schedule-step", "0.9"])
-    with pytest.raises(SystemExit, match="--schedule-step: it steers the trajectory strategy"):
-        cli_main(hc.finetune_args(earlier_run, 1) + ["--overwrite", "--strategy", "oneshot",
-                                                     "--schedule-step", "0.05"])
+    for named, flag in (("--schedule-step", ["--schedule-step", "0.05"]),
+                        ("--elitist", ["--no-elitist"]), ("--baseline", ["--baseline", "running"])):
+        with pytest.raises(SystemExit, match=f"{named}: only the trajectory strategy uses it"):
+            cli_main(hc.finetune_args(earlier_run, 1) + ["--overwrite", "--strategy", "oneshot",
+                                                         *flag])
     assert hc.snapshot(earlier_run) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
 
