@@ -73,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="Segments per member; the policy acts before each (trajectory).")
     finetune.add_argument("--final-population", type=int, default=None,
                           help="Members kept once half of the budget is spent; the best go on "
-                          "and train longer (trajectory). Default: no cut.")
+                          "and train longer (trajectory). Default: half of a --population "
+                          "of 4 or more; equal to --population: no cut.")
     finetune.add_argument("--birth-population", type=int, default=None,
                           help="Members born; after one segment the best --population go on "
                           "(trajectory). Default: twice --population where the budget leaves "
@@ -92,11 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
     finetune.add_argument("--elitist", action=argparse.BooleanOptionalAction, default=None,
                           help="The first member to be taken over copies the best segment of "
                           "the whole search when every member has fallen below it "
-                          "(trajectory).")
+                          "(trajectory; default on).")
     finetune.add_argument("--baseline", default=None, choices=["population", "running"],
                           help="The schedule policy's REINFORCE baseline: this generation's "
                           "mean reward, or a running mean of earlier generations' "
-                          "(trajectory).")
+                          "(trajectory; default running).")
     finetune.add_argument("--trials", type=int, default=8, help="Trials (oneshot).")
     finetune.add_argument("--epochs-per-trial", type=int, default=10,
                           help="Epochs per trial (oneshot without --budget).")

@@ -39,6 +39,22 @@ BUDGET_ENV = "RLHF_KERAS_BUDGET_STEPS"
 BIRTH_ONLY = ("g_width", "d_width")  # they change the networks' shapes: fixed at birth
 
 
+# The trajectory search's oracle defaults: a way back to the best segment, and a REINFORCE
+# baseline from earlier generations (measured on MNIST, ring8, grid25; RESULTS.md, session 23).
+TRAJECTORY_DEFAULTS: dict[str, Any] = {"elitist": True, "baseline": "running"}
+
+
+def default_final_population(population_size: int) -> int:
+    """Members kept by default once half of the budget is spent: half of a population of 4 or
+    more (the best lineages then train longer), all of a smaller one. Measured in
+    `benchmarks/RESULTS.md` (session 23).
+
+    >>> default_final_population(4), default_final_population(3)
+    (2, 3)
+    """
+    return population_size // 2 if population_size >= 4 else population_size
+
+
 def default_birth_population(population_size: int, segments: int) -> int:
     """Members born by default: twice the population, screened after one segment, where the
     budget leaves a later segment for them (at most `population_size * (segments - 1)`).
@@ -71,8 +87,9 @@ class RLHF:
         segments: Segments per member at full population (trajectory); the budget is split
             into `population_size * segments` segments.
         final_population: Members kept once half of the budget is spent (trajectory): the
-            best ones go on for the rest of the budget, so each trains longer. None keeps
-            `population_size` throughout.
+            best ones go on for the rest of the budget, so each trains longer. None:
+            `default_final_population`, half of a population of 4 or more;
+            `population_size`: no cut.
         birth_population: Members born (trajectory); after their first segment the best
             `population_size` go on, inside the same budget. None: `default_birth_population`,
             twice `population_size` where the budget leaves room; `population_size`: no
@@ -90,7 +107,9 @@ class RLHF:
         seed: Seed of the policy and of every trial's initialisation and noise.
         verbose: 0 silent, 1 a line per trial, 2 also Keras progress bars.
         **oracle_kwargs: Passed to the oracle, `TrajectoryOracle` or `ReinforceOracle`
-            (learning_rate, entropy_coef, ...).
+            (learning_rate, entropy_coef, ...). The trajectory search's own defaults,
+            `TRAJECTORY_DEFAULTS`, are `elitist=True, baseline="running"`; pass
+            `elitist=False` or `baseline="population"` for the oracle's plain behaviour.
     """
 
     def __init__(
@@ -132,6 +151,10 @@ class RLHF:
         check_birth_population(birth_population, population_size, segments)
         if birth_population is None and strategy == "trajectory":
             birth_population = default_birth_population(population_size, segments)
+        if final_population is None and strategy == "trajectory":
+            final_population = default_final_population(population_size)
+        if strategy == "trajectory":
+            oracle_kwargs = {**TRAJECTORY_DEFAULTS, **oracle_kwargs}
         units = population_size * segments if strategy == "trajectory" else max_trials
         if budget_steps is not None and budget_steps < units:
             raise ValueError(
@@ -339,8 +362,10 @@ class RLHF:
             "segments": self.segments if self.strategy == "trajectory" else None,
             "architecture": architecture,
         }
-        if self.strategy == "trajectory" and self.final_population is not None:
-            fingerprint["final_population"] = self.final_population  # older runs: no cut
+        # Recorded only when the population is cut: runs without a cut keep their fingerprint.
+        if self.strategy == "trajectory" and self.final_population not in (
+                None, self.population_size):
+            fingerprint["final_population"] = self.final_population
         # Recorded only when births are screened: runs without screening keep their fingerprint.
         if self.strategy == "trajectory" and self.birth_population not in (
                 None, self.population_size):
