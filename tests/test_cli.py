@@ -127,9 +127,9 @@ def test_finetune_evaluate_sample_and_report(tmp_path, capsys):
         "0.1",
         "--schedule-step",
         "0.05",
-        "--elitist",
+        "--no-elitist",
         "--baseline",
-        "running",
+        "population",
     )
     assert result.returncode == 0, result.stderr
     assert "[1/4]" in result.stdout and "[4/4]" in result.stdout and "ETA" in result.stdout
@@ -144,7 +144,8 @@ def test_finetune_evaluate_sample_and_report(tmp_path, capsys):
     state = json.loads((runs / "rlhf" / "oracle.json").read_text())[TRAJECTORY_KEY]
     assert state["birth_policy"]["init_std"] == 0.1  # --init-std reached the birth policy
     assert state["policy"]["step"] == 0.05  # --schedule-step reached the schedule policy
-    assert state["elitist"] is True and state["baseline"] == "running"  # the flags reached it
+    # Not the defaults (elitist, running): the flags reached the oracle.
+    assert state["elitist"] is False and state["baseline"] == "population"
 
     # The finetune above ran as a user runs it; the rest runs `main` in this process.
     result = cli(capsys, "evaluate", str(best), "--data", "ring8")
