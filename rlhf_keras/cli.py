@@ -289,6 +289,10 @@ def finetune(args: argparse.Namespace) -> int:
     _, info = data.load(args.data, batch_size=args.batch_size, seed=args.seed)
     source = info.name if args.data is None else args.data
     shape = _model_data_shape(args.arch, info.shape)
+    # Oracle options given on the command line; the others keep the library's defaults.
+    oracle_options = {name: value for name, value in (
+        ("init_std", args.init_std), ("step", args.schedule_step),
+        ("elitist", args.elitist), ("baseline", args.baseline)) if value is not None}
     rlhf = RLHF(
         search_space=space,
         budget_steps=args.budget,
@@ -306,10 +310,7 @@ def finetune(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         seed=args.seed,
         verbose=args.verbose,
-        **({} if args.init_std is None else {"init_std": args.init_std}),
-        **({} if args.schedule_step is None else {"step": args.schedule_step}),
-        **({} if args.elitist is None else {"elitist": args.elitist}),
-        **({} if args.baseline is None else {"baseline": args.baseline}),
+        **oracle_options,
     )
     # After a Ctrl-C: the same command line resumes (never with --overwrite, which deletes).
     rlhf.resume_command = "rlhf-keras " + shlex.join(

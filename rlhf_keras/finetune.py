@@ -149,11 +149,11 @@ class RLHF:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}.")
         check_final_population(final_population, population_size)
         check_birth_population(birth_population, population_size, segments)
-        if birth_population is None and strategy == "trajectory":
-            birth_population = default_birth_population(population_size, segments)
-        if final_population is None and strategy == "trajectory":
-            final_population = default_final_population(population_size)
         if strategy == "trajectory":
+            if birth_population is None:
+                birth_population = default_birth_population(population_size, segments)
+            if final_population is None:
+                final_population = default_final_population(population_size)
             oracle_kwargs = {**TRAJECTORY_DEFAULTS, **oracle_kwargs}
         units = population_size * segments if strategy == "trajectory" else max_trials
         if budget_steps is not None and budget_steps < units:
@@ -362,14 +362,12 @@ class RLHF:
             "segments": self.segments if self.strategy == "trajectory" else None,
             "architecture": architecture,
         }
-        # Recorded only when the population is cut: runs without a cut keep their fingerprint.
-        if self.strategy == "trajectory" and self.final_population not in (
-                None, self.population_size):
-            fingerprint["final_population"] = self.final_population
-        # Recorded only when births are screened: runs without screening keep their fingerprint.
-        if self.strategy == "trajectory" and self.birth_population not in (
-                None, self.population_size):
-            fingerprint["birth_population"] = self.birth_population
+        # Recorded only when the population is cut or its births screened: runs without either
+        # keep their fingerprint.
+        if self.strategy == "trajectory":
+            for name in ("final_population", "birth_population"):
+                if getattr(self, name) != self.population_size:
+                    fingerprint[name] = getattr(self, name)
         if self.oracle_kwargs.get("rungs") is not None:
             fingerprint["rungs"] = [int(r) for r in self.oracle_kwargs["rungs"]]
         state_key = TRAJECTORY_KEY if self.strategy == "trajectory" else "reinforce"
