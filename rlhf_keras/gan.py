@@ -27,6 +27,8 @@ from keras import ops
 MAX_LATENT_DIM = 65_536  # beyond this a generator's first layer alone outgrows memory
 LOSSES = ("non_saturating", "minimax", "hinge", "reward")
 DEFAULT_LATENT_DIM = 100  # the second article's `input_size`
+# XLA is worth its compile (seconds per fit) on a CPU from about this many weights in G and D.
+XLA_MIN_WEIGHTS = 1_000_000
 _EPSILON = 1e-7
 
 
@@ -269,7 +271,8 @@ class GAN(keras.Model):
                 `"minimax"` (G minimises E[log(1 - D(G(z)))]), `"hinge"`, or `"reward"`
                 (G maximises R_G = E[D(G(z))] directly).
             **kwargs: Passed to `keras.Model.compile` (`jit_compile`, `steps_per_execution`,
-                `run_eagerly`).
+                `run_eagerly`). `jit_compile="auto"` (the default) also turns XLA on without an
+                accelerator when G and D hold `XLA_MIN_WEIGHTS` weights or more.
         """
         if loss not in LOSSES:
             raise ValueError(f"Unknown loss {loss!r}; choose one of {', '.join(LOSSES)}.")
@@ -279,6 +282,13 @@ class GAN(keras.Model):
                     f"GAN.compile takes g_optimizer/d_optimizer and loss= one of {LOSSES}; "
                     f"'{name}=' is not used."
                 )
+        if kwargs.get("jit_compile", "auto") == "auto" and not kwargs.get("run_eagerly"):
+            # Keras's "auto" turns XLA off on a machine without an accelerator. On a 2-core CPU
+            # XLA gave the article's MLP (3-10M weights) 2-3x the steps/s, and nothing to a
+            # 2-D MLP (34k-134k weights) that pays ~2.5 s per fit to compile it
+            # (benchmarks/RESULTS.md, session 24): on for a train step heavy enough.
+            weights = self.generator.count_params() + self.discriminator.count_params()
+            kwargs["jit_compile"] = True if weights >= XLA_MIN_WEIGHTS else "auto"
         # optimizer=None keeps Keras from creating a default optimizer that nothing uses.
         super().compile(optimizer=None, **kwargs)
         self.g_optimizer = _optimizer(g_optimizer)

@@ -11,6 +11,7 @@ import tensorflow as tf
 from keras import layers
 
 from rlhf_keras import GAN, architectures, data
+from rlhf_keras import gan as gan_module
 
 
 def article_pair() -> tuple[keras.Sequential, keras.Sequential]:
@@ -112,6 +113,26 @@ def test_compile_leaves_no_unused_optimizer():
     gan = compiled(GAN(*architectures.small_mlp(data_shape=(2,))))
     assert gan.optimizer is None
     assert gan.g_optimizer is not gan.d_optimizer
+
+
+def test_compile_turns_xla_on_for_a_heavy_train_step_unless_asked_otherwise():
+    """Keras's "auto" resolves to no XLA on a CPU-only machine; the GAN asks for it when G and
+    D are large enough for it to pay (the article's MLP), and a reloaded GAN does the same."""
+    heavy = compiled(GAN(*architectures.seed_mlp(data_shape=(784,), latent_dim=100)))
+    assert heavy.jit_compile is True
+    assert (heavy.generator.count_params() + heavy.discriminator.count_params()
+            >= gan_module.XLA_MIN_WEIGHTS)
+    heavy.fit(np.zeros((64, 784), "float32"), batch_size=32, epochs=1, verbose=0)
+    assert np.isfinite(heavy.history.history["d_loss"][-1])
+    restored = GAN.from_config(heavy.get_config())
+    restored.compile_from_config(heavy.get_compile_config())
+    assert restored.jit_compile is True
+    light = compiled(GAN(*architectures.small_mlp(data_shape=(2,))))
+    if not tf.config.list_physical_devices("GPU"):
+        assert light.jit_compile is False  # Keras's own choice: compiling it costs more
+    off = GAN(*architectures.seed_mlp(data_shape=(784,), latent_dim=100))
+    off.compile(jit_compile=False)
+    assert off.jit_compile is False
 
 
 # ---------------------------------------------------------------- losses
