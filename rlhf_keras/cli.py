@@ -94,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
                           help="The first member to be taken over copies the best segment of "
                           "the whole search when every member has fallen below it "
                           "(trajectory; default on).")
+    finetune.add_argument("--birth-at-defaults", action=argparse.BooleanOptionalAction,
+                          default=None,
+                          help="The first member is born at the search space's defaults, "
+                          "where training without a search starts (trajectory; default on).")
     finetune.add_argument("--baseline", default=None, choices=["population", "running"],
                           help="The schedule policy's REINFORCE baseline: this generation's "
                           "mean reward, or a running mean of earlier generations' "
@@ -274,7 +278,8 @@ def finetune(args: argparse.Namespace) -> int:
         _library_check("--schedule-step", check_step, args.schedule_step)
     if args.strategy != "trajectory":
         for flag, value in (("--schedule-step", args.schedule_step),
-                            ("--elitist", args.elitist), ("--baseline", args.baseline)):
+                            ("--elitist", args.elitist), ("--baseline", args.baseline),
+                            ("--birth-at-defaults", args.birth_at_defaults)):
             if value is not None:
                 raise SystemExit(f"rlhf-keras: error: {flag}: only the trajectory strategy "
                                  "uses it; drop it or use --strategy trajectory.")
@@ -292,7 +297,8 @@ def finetune(args: argparse.Namespace) -> int:
     # Oracle options given on the command line; the others keep the library's defaults.
     oracle_options = {name: value for name, value in (
         ("init_std", args.init_std), ("step", args.schedule_step),
-        ("elitist", args.elitist), ("baseline", args.baseline)) if value is not None}
+        ("elitist", args.elitist), ("baseline", args.baseline),
+        ("birth_at_defaults", args.birth_at_defaults)) if value is not None}
     rlhf = RLHF(
         search_space=space,
         budget_steps=args.budget,

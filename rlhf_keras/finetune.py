@@ -39,9 +39,11 @@ BUDGET_ENV = "RLHF_KERAS_BUDGET_STEPS"
 BIRTH_ONLY = ("g_width", "d_width")  # they change the networks' shapes: fixed at birth
 
 
-# The trajectory search's oracle defaults: a way back to the best segment, and a REINFORCE
-# baseline from earlier generations (measured on MNIST, ring8, grid25; RESULTS.md, session 23).
-TRAJECTORY_DEFAULTS: dict[str, Any] = {"elitist": True, "baseline": "running"}
+# The trajectory search's oracle defaults: a way back to the best segment, a REINFORCE
+# baseline from earlier generations (session 23) and a first birth at the space's defaults
+# (session 24); measured on MNIST, ring8 and grid25 in benchmarks/RESULTS.md.
+TRAJECTORY_DEFAULTS: dict[str, Any] = {"elitist": True, "baseline": "running",
+                                       "birth_at_defaults": True}
 
 
 def default_final_population(population_size: int) -> int:
@@ -108,8 +110,9 @@ class RLHF:
         verbose: 0 silent, 1 a line per trial, 2 also Keras progress bars.
         **oracle_kwargs: Passed to the oracle, `TrajectoryOracle` or `ReinforceOracle`
             (learning_rate, entropy_coef, ...). The trajectory search's own defaults,
-            `TRAJECTORY_DEFAULTS`, are `elitist=True, baseline="running"`; pass
-            `elitist=False` or `baseline="population"` for the oracle's plain behaviour.
+            `TRAJECTORY_DEFAULTS`, are `elitist=True, baseline="running",
+            birth_at_defaults=True`; pass `elitist=False`, `baseline="population"` or
+            `birth_at_defaults=False` for the oracle's plain behaviour.
     """
 
     def __init__(

@@ -75,6 +75,10 @@ class TrajectoryOracle(keras_tuner.Oracle):
         elitist: If True, the first member to be taken over copies the best segment of the
             whole search so far when it is better than this generation's best: a population
             whose members have all just got worse goes back to its best model.
+        birth_at_defaults: If True, the first member born takes the space's default values
+            (what training without a search would use), so the search starts where its user
+            would have. Those values are not drawn, so the birth policy does not learn from
+            that member; the schedule policy steers it like any other.
         baseline: The schedule policy's reward baseline b. `"population"`: the mean reward of
             the generation being learned from (advantages sum to zero). `"running"`: a running
             mean of earlier generations' mean rewards (decay `BASELINE_DECAY`), so when every
@@ -105,6 +109,7 @@ class TrajectoryOracle(keras_tuner.Oracle):
         birth_only: Sequence[str] = (),
         exploit_fraction: float = 0.25,
         elitist: bool = False,
+        birth_at_defaults: bool = False,
         baseline: str = "population",
         learning_rate: float = 0.5,
         entropy_coef: float = 0.1,
@@ -159,6 +164,7 @@ class TrajectoryOracle(keras_tuner.Oracle):
         self.birth_only = [str(name) for name in birth_only]
         self.exploit_fraction = float(exploit_fraction)
         self.elitist = bool(elitist)
+        self.birth_at_defaults = bool(birth_at_defaults)
         self.baseline = baseline
         self.reward_baseline: float | None = None  # running mean of segment rewards
         self.learning_rate = float(learning_rate)
@@ -215,6 +221,9 @@ class TrajectoryOracle(keras_tuner.Oracle):
             uniforms = (self.birth_uniforms[member] if member < len(self.birth_uniforms)
                         else None)
             values, action = self.birth_policy.sample(self.hyperparameters, self._rng, uniforms)
+            if self.birth_at_defaults and generation == 0 and member == 0:
+                # Not drawn: an empty action keeps it out of the birth policy's update.
+                values, action = self._defaults(), {}
             return {"kind": "birth", "generation": generation, "member": member,
                     "parent": None, "copied_from": None, "action": action,
                     "values": {**values, **fidelity}}
@@ -226,6 +235,14 @@ class TrajectoryOracle(keras_tuner.Oracle):
                 "parent": parent, "copied_from": self.plan[member]["copied_from"],
                 "state": state.tolist(), "start": start, "action": action,
                 "values": {**values, **fidelity, "tuner/trial_id": parent}}
+
+    def _defaults(self) -> dict[str, Any]:
+        """The space's default value of every active hyperparameter."""
+        defaults = keras_tuner.HyperParameters()
+        for hp in self.hyperparameters.space:
+            defaults.merge([hp])
+        return {name: value for name, value in defaults.values.items()
+                if defaults.is_active(name)}
 
     def _mutable(self, values: dict[str, Any]) -> list[str]:
         """Active, non-fixed hyperparameters that may change mid-training."""
@@ -465,6 +482,7 @@ class TrajectoryOracle(keras_tuner.Oracle):
             "birth_only": self.birth_only,
             "exploit_fraction": self.exploit_fraction,
             "elitist": self.elitist,
+            "birth_at_defaults": self.birth_at_defaults,
             "baseline": self.baseline,
             "reward_baseline": self.reward_baseline,
             "learning_rate": self.learning_rate,
@@ -494,6 +512,7 @@ class TrajectoryOracle(keras_tuner.Oracle):
         self.birth_only = list(ours["birth_only"])
         self.exploit_fraction = float(ours["exploit_fraction"])
         self.elitist = bool(ours.get("elitist", False))  # older state files: not elitist
+        self.birth_at_defaults = bool(ours.get("birth_at_defaults", False))
         self.baseline = ours.get("baseline", "population")  # older state files: population
         self.reward_baseline = ours.get("reward_baseline")
         self.learning_rate = float(ours["learning_rate"])

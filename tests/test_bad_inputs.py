@@ -292,7 +292,8 @@ def test_the_cli_refuses_before_training_and_leaves_the_run_alone(earlier_run, t
     with pytest.raises(SystemExit, match=r"--schedule-step: step must be a number in \(0, 0.5\]"):
         cli_main(hc.finetune_args(earlier_run, 1) + ["--overwrite", "--schedule-step", "0.9"])
     for named, flag in (("--schedule-step", ["--schedule-step", "0.05"]),
-                        ("--elitist", ["--no-elitist"]), ("--baseline", ["--baseline", "running"])):
+                        ("--elitist", ["--no-elitist"]), ("--baseline", ["--baseline", "running"]),
+                        ("--birth-at-defaults", ["--no-birth-at-defaults"])):
         with pytest.raises(SystemExit, match=f"{named}: only the trajectory strategy uses it"):
             cli_main(hc.finetune_args(earlier_run, 1) + ["--overwrite", "--strategy", "oneshot",
                                                          *flag])

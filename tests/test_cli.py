@@ -130,6 +130,7 @@ def test_finetune_evaluate_sample_and_report(tmp_path, capsys):
         "--no-elitist",
         "--baseline",
         "population",
+        "--no-birth-at-defaults",
     )
     assert result.returncode == 0, result.stderr
     assert "[1/4]" in result.stdout and "[4/4]" in result.stdout and "ETA" in result.stdout
@@ -144,8 +145,9 @@ def test_finetune_evaluate_sample_and_report(tmp_path, capsys):
     state = json.loads((runs / "rlhf" / "oracle.json").read_text())[TRAJECTORY_KEY]
     assert state["birth_policy"]["init_std"] == 0.1  # --init-std reached the birth policy
     assert state["policy"]["step"] == 0.05  # --schedule-step reached the schedule policy
-    # Not the defaults (elitist, running): the flags reached the oracle.
+    # Not the defaults (elitist, running, a birth at the defaults): the flags reached the oracle.
     assert state["elitist"] is False and state["baseline"] == "population"
+    assert state["birth_at_defaults"] is False
 
     # The finetune above ran as a user runs it; the rest runs `main` in this process.
     result = cli(capsys, "evaluate", str(best), "--data", "ring8")

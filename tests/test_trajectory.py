@@ -233,6 +233,33 @@ def test_screened_births_keep_the_best_and_spend_the_same_budget(tmp_path):
     assert len(oracle.schedule_of(best.trial_id)) == SEGMENTS - 1
 
 
+def test_a_birth_at_the_defaults_starts_where_training_without_a_search_would(tmp_path):
+    """birth_at_defaults: the first member born takes the space's defaults (lr 1e-3 here), is
+    kept out of the birth policy's update (its values were not drawn), and every other birth
+    is the one the same seed draws without it."""
+    plain = run_search(tmp_path / "plain", seed=4, population=4, birth_population=8)
+    oracle = run_search(tmp_path / "defaults", seed=4, population=4, birth_population=8,
+                        birth_at_defaults=True)
+    first, *others = [oracle.decisions[t] for t in oracle.generations[0]]
+    assert first["values"]["lr"] == 1e-3 and first["action"] == {}
+    assert plain.decisions[plain.generations[0][0]]["values"]["lr"] != 1e-3
+    assert [d["values"] for d in others] == [
+        plain.decisions[t]["values"] for t in plain.generations[0][1:]]
+    # Had the defaults been learned from as a drawn action, the birth policy would differ.
+    learned_from = [(d["action"], d["advantage"]) for d in others]
+    policy = type(oracle.birth_policy)(learning_rate=oracle.learning_rate,
+                                       entropy_coef=oracle.entropy_coef)
+    policy.ensure(lr_space().space[0])
+    policy.reinforce_batch([(a, policy.log_prob(a), adv) for a, adv in learned_from],
+                           clip=math.inf)
+    np.testing.assert_allclose(policy.entries["lr"].params,
+                               oracle.birth_policy.entries["lr"].params)
+    restarted = TrajectoryOracle(objective=keras_tuner.Objective("score", "max"),
+                                 population_size=4, segments=SEGMENTS, hyperparameters=lr_space())
+    restarted.set_state(oracle.get_state())
+    assert restarted.birth_at_defaults is True
+
+
 class SetbackTask(ScheduleTask):
     """As ScheduleTask, but every member's segment 3 loses more than it can gain."""
 
