@@ -12,8 +12,8 @@ trial's GAN, trained for N steps on the task's data, continuing a model when ask
               every trial of the search space keeps (`g_ema`, 0.999): what
               `rlhf-keras train --steps B --g-ema 0.999` does; is the search's gain the average's?
 * `rlhf`      `RLHF(budget_steps=B, ...).finetune(GAN(...))`: the default trajectory search
-              (8 born, 4 after one segment, 2 after half the budget; elitist, running
-              baseline); `rlhf.best_gan` re-scored.
+              (8 born, the first at the space's defaults, 4 after one segment, 2 after half
+              the budget; elitist, running baseline); `rlhf.best_gan` re-scored.
 * `random`    keras-tuner's RandomSearch oracle, 8 trials of B/8 steps.
 * `hyperband` keras-tuner's Hyperband oracle, max_epochs 9, factor 3, one iteration: 75 units of
               B/75 steps (a promoted trial continues its parent's model, so no step is paid twice).

@@ -284,9 +284,9 @@ class GAN(keras.Model):
                 )
         if kwargs.get("jit_compile", "auto") == "auto" and not kwargs.get("run_eagerly"):
             # Keras's "auto" turns XLA off on a machine without an accelerator. On a 2-core CPU
-            # XLA gave the article's MLP (3-10M weights) 2-3x the steps/s, and nothing to a
-            # 2-D MLP (34k-134k weights) that pays ~2.5 s per fit to compile it
-            # (benchmarks/RESULTS.md, session 24): on for a train step heavy enough.
+            # XLA gave the article's MLP (1.1-8.5M weights) 1.5-2.7x the steps/s; the 2-D MLPs
+            # (34k-134k) gain less than the ~2.4 s each fit spends compiling, and the DCGAN
+            # (387k) ran slower (benchmarks/xla_speed.py): on for a train step heavy enough.
             weights = self.generator.count_params() + self.discriminator.count_params()
             kwargs["jit_compile"] = True if weights >= XLA_MIN_WEIGHTS else "auto"
         # optimizer=None keeps Keras from creating a default optimizer that nothing uses.
