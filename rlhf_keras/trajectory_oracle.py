@@ -74,8 +74,7 @@ class TrajectoryOracle(keras_tuner.Oracle):
             segment (the bottom ones copy the top ones), in [0, 0.5].
         elitist: If True, the first member to be taken over copies the best segment of the
             whole search so far when it is better than this generation's best: a population
-            whose members have all just got worse goes back to its best model. A population
-            of one (`final_population=1`) goes back whenever its member fell below that.
+            whose members have all just got worse goes back to its best model.
         birth_at_defaults: If True, the first member born takes the space's default values
             (what training without a search would use), so the search starts where its user
             would have. Those values are not drawn, so the birth policy does not learn from
@@ -427,14 +426,10 @@ class TrajectoryOracle(keras_tuner.Oracle):
         for i, member in enumerate(losers):
             source = top[i % len(top)]
             plan[member] = {"parent": previous[source], "copied_from": source}
-        # A lone member (final_population=1) has no one to copy: it is its own loser, so it
-        # goes back to the best segment whenever it has fallen below it.
-        taken_over = losers or (ranked if len(previous) == 1 else [])
-        elite = self._best_so_far() if self.elitist and taken_over else None
+        elite = self._best_so_far() if self.elitist and losers else None
         if elite is not None and elite not in previous and (
                 self.quality(elite) > self.quality(previous[ranked[0]])):
-            plan[taken_over[0]] = {"parent": elite,
-                                   "copied_from": self.decisions[elite]["member"]}
+            plan[losers[0]] = {"parent": elite, "copied_from": self.decisions[elite]["member"]}
         return plan
 
     def _best_so_far(self) -> str | None:

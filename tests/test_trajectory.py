@@ -297,30 +297,6 @@ def test_an_elitist_population_goes_back_to_its_best_model_after_a_setback(tmp_p
     assert oracle.get_state()["trajectory"]["elitist"] is elitist
 
 
-@pytest.mark.parametrize("elitist", [False, True])
-def test_a_lone_member_goes_back_to_the_best_segment_after_a_setback(tmp_path, elitist):
-    """final_population=1: generations [4, 4, 4, 1, ...]; the lone member's first segment
-    (generation 3) is the setback, so the elitist search continues from generation 2's best."""
-    oracle = run_setback(tmp_path, elitist=elitist, final_population=1)
-    assert [len(g) for g in oracle.generations] == [4, 4, 4] + [1] * 12
-    after = oracle.decisions[oracle.generations[4][0]]
-    assert oracle.quality(oracle.generations[3][0]) < min(
-        oracle.quality(t) for t in oracle.generations[2])
-    if elitist:
-        best_before = max(oracle.generations[2], key=oracle.quality)
-        assert oracle.decisions[after["parent"]]["generation"] == 2
-        assert oracle.quality(after["parent"]) == oracle.quality(best_before)
-        assert after["copied_from"] == oracle.decisions[after["parent"]]["member"]
-    else:  # the lone member goes on from its setback
-        assert after["parent"] == oracle.generations[3][0] and after["copied_from"] is None
-    # Later segments only go back when they fell below the best so far.
-    for g in range(4, len(oracle.generations) - 1):
-        earlier = oracle.generations[g][0]
-        best = max(oracle.quality(t) for gen in oracle.generations[:g + 1] for t in gen)
-        went_back = oracle.decisions[oracle.generations[g + 1][0]]["parent"] != earlier
-        assert went_back == (elitist and oracle.quality(earlier) < best)
-
-
 @pytest.mark.parametrize("baseline", ["population", "running"])
 def test_a_running_baseline_discourages_every_move_of_a_setback_generation(tmp_path, baseline):
     oracle = run_setback(tmp_path, baseline=baseline)
