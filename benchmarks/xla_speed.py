@@ -13,6 +13,7 @@ weights in G and D on, and the table shows the weights of each row beside its sp
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import time
@@ -31,6 +32,7 @@ CASES = [("small", 1.0, 1.0), ("small", 2.0, 2.0), ("seed", 0.5, 0.5), ("seed", 
          ("seed", 0.5, 2.0), ("seed", 2.0, 2.0), ("dcgan", 1.0, 1.0)]
 
 
+@functools.cache  # loaded once per architecture, not once per timed GAN
 def _dataset(arch: str, source: str, batch: int) -> tuple:
     if arch == "small":
         points = np.random.default_rng(0).normal(size=(6400, 2)).astype("float32")

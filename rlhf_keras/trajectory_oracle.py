@@ -222,7 +222,9 @@ class TrajectoryOracle(keras_tuner.Oracle):
                         else None)
             values, action = self.birth_policy.sample(self.hyperparameters, self._rng, uniforms)
             if self.birth_at_defaults and generation == 0 and member == 0:
-                # Not drawn: an empty action keeps it out of the birth policy's update.
+                # The draw above is discarded, not skipped, so the other births are the ones
+                # the same seed gives without this option; an empty action keeps these values
+                # (not drawn) out of the birth policy's update.
                 values, action = self._defaults(), {}
             return {"kind": "birth", "generation": generation, "member": member,
                     "parent": None, "copied_from": None, "action": action,
