@@ -98,10 +98,14 @@ def build_parser() -> argparse.ArgumentParser:
                           default=None,
                           help="The first member is born at the search space's defaults, "
                           "where training without a search starts (trajectory; default on).")
-    finetune.add_argument("--baseline", default=None, choices=["population", "running"],
+    finetune.add_argument("--baseline", default=None, choices=["population", "running", "median"],
                           help="The schedule policy's REINFORCE baseline: this generation's "
-                          "mean reward, or a running mean of earlier generations' "
-                          "(trajectory; default running).")
+                          "mean reward, a running mean of earlier generations', or the median "
+                          "of the last --population earlier rewards (trajectory; default "
+                          "running).")
+    finetune.add_argument("--reward", default=None, choices=["difference", "log_ratio"],
+                          help="A segment's reward: its score minus its parent's, or the log "
+                          "of their ratio (trajectory; default difference).")
     finetune.add_argument("--trials", type=int, default=8, help="Trials (oneshot).")
     finetune.add_argument("--epochs-per-trial", type=int, default=10,
                           help="Epochs per trial (oneshot without --budget).")
@@ -279,6 +283,7 @@ def finetune(args: argparse.Namespace) -> int:
     if args.strategy != "trajectory":
         for flag, value in (("--schedule-step", args.schedule_step),
                             ("--elitist", args.elitist), ("--baseline", args.baseline),
+                            ("--reward", args.reward),
                             ("--birth-at-defaults", args.birth_at_defaults)):
             if value is not None:
                 raise SystemExit(f"rlhf-keras: error: {flag}: only the trajectory strategy "
@@ -297,7 +302,7 @@ def finetune(args: argparse.Namespace) -> int:
     # Oracle options given on the command line; the others keep the library's defaults.
     oracle_options = {name: value for name, value in (
         ("init_std", args.init_std), ("step", args.schedule_step),
-        ("elitist", args.elitist), ("baseline", args.baseline),
+        ("elitist", args.elitist), ("baseline", args.baseline), ("reward", args.reward),
         ("birth_at_defaults", args.birth_at_defaults)) if value is not None}
     rlhf = RLHF(
         search_space=space,

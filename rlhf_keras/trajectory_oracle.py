@@ -48,8 +48,9 @@ from rlhf_keras.schedule_policy import STATE_FEATURES, SchedulePolicy
 
 TrialStatus = trial_module.TrialStatus
 STATE_KEY = "trajectory"
-BASELINES = ("population", "running")
+BASELINES = ("population", "running", "median")
 BASELINE_DECAY = 0.5  # weight of the older generations in the running baseline
+REWARDS = ("difference", "log_ratio")
 
 
 class TrajectoryOracle(keras_tuner.Oracle):
@@ -84,6 +85,15 @@ class TrajectoryOracle(keras_tuner.Oracle):
             mean of earlier generations' mean rewards (decay `BASELINE_DECAY`), so when every
             member of a generation got worse than those before, every move made is
             discouraged (with two members the population baseline always makes one +1).
+            `"median"`: the median of the last `population_size` segment rewards of earlier
+            generations: as `"running"`, but one diverged segment (a reward 20-50 times a
+            typical one) does not drag b down so far that the next generations' setbacks
+            read as gains.
+        reward: How a segment's quality added is measured. `"difference"`: its score minus
+            its parent's. `"log_ratio"`: the log of their ratio, for objectives whose values
+            are positive (FID, a loss, a mode count): a segment taking FID from 40 to 20
+            earns what one from 400 to 200 does, so the rewards of late segments are not
+            dwarfed by early ones. A non-positive score counts as a failed segment.
         learning_rate: Step size alpha of both policies.
         entropy_coef: Entropy bonus beta.
         init_std: The birth policy's initial std of a continuous hyperparameter, on its unit
@@ -111,6 +121,7 @@ class TrajectoryOracle(keras_tuner.Oracle):
         elitist: bool = False,
         birth_at_defaults: bool = False,
         baseline: str = "population",
+        reward: str = "difference",
         learning_rate: float = 0.5,
         entropy_coef: float = 0.1,
         init_std: float = 0.25,
@@ -133,8 +144,13 @@ class TrajectoryOracle(keras_tuner.Oracle):
             raise ValueError(f"exploit_fraction must be in [0, 0.5], got {exploit_fraction!r}.")
         if baseline not in BASELINES:
             raise ValueError(f"baseline must be one of {BASELINES}, got {baseline!r}: "
-                             "'population' (this generation's mean reward) or 'running' (a "
-                             "running mean of earlier generations').")
+                             "'population' (this generation's mean reward), 'running' (a "
+                             "running mean of earlier generations') or 'median' (the median "
+                             "of the last population_size earlier segment rewards).")
+        if reward not in REWARDS:
+            raise ValueError(f"reward must be one of {REWARDS}, got {reward!r}: 'difference' "
+                             "(score minus the parent's) or 'log_ratio' (the log of their "
+                             "ratio, for positive objectives such as FID).")
         if isinstance(birth_only, str):
             raise ValueError(f"birth_only must be a list of names, got the string {birth_only!r}.")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
@@ -167,6 +183,7 @@ class TrajectoryOracle(keras_tuner.Oracle):
         self.birth_at_defaults = bool(birth_at_defaults)
         self.baseline = baseline
         self.reward_baseline: float | None = None  # running mean of segment rewards
+        self.reward = reward
         self.learning_rate = float(learning_rate)
         self.entropy_coef = float(entropy_coef)
         self.idle_wait = float(idle_wait)
@@ -309,13 +326,24 @@ class TrajectoryOracle(keras_tuner.Oracle):
         return float(np.tanh((decision["reward"] - self.decisions[grand]["reward"])
                              / reinforce.spread(peers)))
 
+    def _reward_quality(self, trial_id: str) -> float | None:
+        """What rewards are differences of: `quality`, or for `"log_ratio"` the log of the
+        score signed alike (None where the score is not positive: no log)."""
+        quality = self.quality(trial_id)
+        if self.reward == "difference" or quality is None:
+            return quality
+        score = float(self.trials[trial_id].score)
+        if score <= 0.0:
+            return None
+        return math.log(score) if self.objective.direction == "max" else -math.log(score)
+
     def _rewards(self, trial_ids: list[str]) -> list[float]:
         """r_i: the quality each segment added (a birth: the quality it reached)."""
         raw: list[float] = []
         for trial_id in trial_ids:
-            quality = self.quality(trial_id)
+            quality = self._reward_quality(trial_id)
             parent = self.decisions[trial_id]["parent"]
-            base = self.quality(parent) if parent is not None else 0.0
+            base = self._reward_quality(parent) if parent is not None else 0.0
             raw.append(math.nan if quality is None or base is None else quality - base)
         penalty = reinforce.failure_reward(raw)
         return [r if math.isfinite(r) else penalty for r in raw]
@@ -372,6 +400,15 @@ class TrajectoryOracle(keras_tuner.Oracle):
         births = self.decisions[self.generations[generation][0]]["kind"] == "birth"
         if births or self.baseline == "population":
             return reinforce.population_advantages(rewards)
+        if self.baseline == "median":
+            earlier = [self.decisions[t]["reward"] for g in range(generation)
+                       for t in self.generations[g]
+                       if self.decisions[t]["kind"] == "segment" and "reward" in self.decisions[t]]
+            if not earlier:  # the first generation of segments: its own mean
+                return reinforce.population_advantages(rewards)
+            # b: a median of earlier rewards, robust to the heavy tail of diverged segments.
+            return reinforce.running_advantages(
+                rewards, float(np.median(earlier[-self.population_size:])))
         if self.reward_baseline is None:  # the first generation of segments sets b
             advantages = reinforce.population_advantages(rewards)
         else:
@@ -487,6 +524,7 @@ class TrajectoryOracle(keras_tuner.Oracle):
             "birth_at_defaults": self.birth_at_defaults,
             "baseline": self.baseline,
             "reward_baseline": self.reward_baseline,
+            "reward": self.reward,
             "learning_rate": self.learning_rate,
             "entropy_coef": self.entropy_coef,
             "birth_policy": self.birth_policy.get_state(),
@@ -517,6 +555,7 @@ class TrajectoryOracle(keras_tuner.Oracle):
         self.birth_at_defaults = bool(ours.get("birth_at_defaults", False))
         self.baseline = ours.get("baseline", "population")  # older state files: population
         self.reward_baseline = ours.get("reward_baseline")
+        self.reward = ours.get("reward", "difference")  # older state files: differences
         self.learning_rate = float(ours["learning_rate"])
         self.entropy_coef = float(ours["entropy_coef"])
         self.birth_policy = HyperparameterPolicy.from_state(ours["birth_policy"])

@@ -293,6 +293,7 @@ def test_the_cli_refuses_before_training_and_leaves_the_run_alone(earlier_run, t
         cli_main(hc.finetune_args(earlier_run, 1) + ["--overwrite", "--schedule-step", "0.9"])
     for named, flag in (("--schedule-step", ["--schedule-step", "0.05"]),
                         ("--elitist", ["--no-elitist"]), ("--baseline", ["--baseline", "running"]),
+                        ("--reward", ["--reward", "log_ratio"]),
                         ("--birth-at-defaults", ["--no-birth-at-defaults"])):
         with pytest.raises(SystemExit, match=f"{named}: only the trajectory strategy uses it"):
             cli_main(hc.finetune_args(earlier_run, 1) + ["--overwrite", "--strategy", "oneshot",

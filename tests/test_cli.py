@@ -130,6 +130,8 @@ def test_finetune_evaluate_sample_and_report(tmp_path, capsys):
         "--no-elitist",
         "--baseline",
         "population",
+        "--reward",
+        "log_ratio",
         "--no-birth-at-defaults",
     )
     assert result.returncode == 0, result.stderr
@@ -147,7 +149,7 @@ def test_finetune_evaluate_sample_and_report(tmp_path, capsys):
     assert state["policy"]["step"] == 0.05  # --schedule-step reached the schedule policy
     # Not the defaults (elitist, running, a birth at the defaults): the flags reached the oracle.
     assert state["elitist"] is False and state["baseline"] == "population"
-    assert state["birth_at_defaults"] is False
+    assert state["birth_at_defaults"] is False and state["reward"] == "log_ratio"
 
     # The finetune above ran as a user runs it; the rest runs `main` in this process.
     result = cli(capsys, "evaluate", str(best), "--data", "ring8")

@@ -318,6 +318,73 @@ def test_a_running_baseline_discourages_every_move_of_a_setback_generation(tmp_p
         assert abs(setback.sum()) < 1e-9 and (setback > 0).any()
 
 
+class DivergeTask(ScheduleTask):
+    """As ScheduleTask, but in segment 2 member 0 diverges (-1000), and in segment 3 every
+    member gets a little worse (-0.5): the pattern of a GAN whose learning rate broke it."""
+
+    def run_trial(self, trial, *args, **kwargs):
+        super().run_trial(trial, *args, **kwargs)
+        values = trial.hyperparameters.values
+        parent = values.get("tuner/trial_id")
+        if values["tuner/round"] == 2 and values["tuner/member"] == 0:
+            self.quality[trial.trial_id] = self.quality[parent] - 1000.0
+        if values["tuner/round"] == 3:
+            self.quality[trial.trial_id] = self.quality[parent] - 0.5
+        return {"score": self.quality[trial.trial_id]}
+
+
+@pytest.mark.parametrize("baseline", ["running", "median"])
+def test_a_median_baseline_is_not_dragged_down_by_one_diverged_segment(tmp_path, baseline):
+    oracle = TrajectoryOracle(objective=keras_tuner.Objective("score", "max"),
+                              population_size=4, segments=6, hyperparameters=lr_space(), seed=0,
+                              baseline=baseline)
+    DivergeTask(oracle=oracle, directory=str(tmp_path), project_name="d").search(verbose=0)
+    history = {h["generation"]: h for h in oracle.history}
+    assert min(history[2]["rewards"]) == pytest.approx(-1000.0)
+    worse = np.array(history[3]["advantages"])  # every member lost 0.5 in generation 3
+    if baseline == "median":  # b: the median of generation 2's rewards, three of them gains
+        b = float(np.median(history[2]["rewards"]))
+        assert b > 0 and (worse < 0).all()
+        np.testing.assert_allclose(worse, reinforce.running_advantages(history[3]["rewards"], b))
+    else:  # the running mean sank by ~250 with the one diverged segment: losses read as gains
+        assert (worse > 0).all()
+
+
+@pytest.mark.parametrize("direction", ["max", "min"])
+def test_log_ratio_rewards_are_the_log_of_each_segments_score_ratio(tmp_path, direction):
+    oracle = TrajectoryOracle(objective=keras_tuner.Objective("score", direction),
+                              population_size=4, segments=4, hyperparameters=lr_space(), seed=0,
+                              reward="log_ratio")
+    ScheduleTask(oracle=oracle, directory=str(tmp_path), project_name="l").search(verbose=0)
+    sign = 1.0 if direction == "max" else -1.0
+    segments = 0
+    for trial_id, decision in oracle.decisions.items():
+        score = oracle.trials[trial_id].score
+        if decision["parent"] is None:  # a birth: the log of the score it reached
+            assert decision["reward"] == pytest.approx(sign * math.log(score))
+            continue
+        parent = oracle.trials[decision["parent"]].score
+        assert decision["reward"] == pytest.approx(sign * math.log(score / parent))
+        segments += 1
+    assert segments == 12
+    restarted = TrajectoryOracle(objective=keras_tuner.Objective("score", direction),
+                                 population_size=4, segments=4, hyperparameters=lr_space())
+    restarted.set_state(oracle.get_state())
+    assert restarted.reward == "log_ratio"
+    older = oracle.get_state()
+    del older["trajectory"]["reward"]
+    restarted.set_state(older)
+    assert restarted.reward == "difference"
+
+
+def test_log_ratio_rewards_count_a_non_positive_score_as_a_failed_segment(tmp_path):
+    oracle = run_setback(tmp_path, reward="log_ratio")  # segment 3 takes every score below 0
+    history = {h["generation"]: h for h in oracle.history}
+    assert all(oracle.trials[t].score < 0 for t in oracle.generations[3])
+    assert history[3]["rewards"] == [reinforce.failure_reward([math.nan] * 4)] * 4
+    assert all(math.isfinite(r) for h in oracle.history for r in h["rewards"])
+
+
 def test_a_state_file_from_before_the_cut_loads_without_one(tmp_path):
     oracle = run_search(tmp_path, seed=1, population=2)
     state = oracle.get_state()
@@ -326,15 +393,16 @@ def test_a_state_file_from_before_the_cut_loads_without_one(tmp_path):
     assert oracle.generation_sizes == [2] * SEGMENTS
 
 
-@pytest.mark.parametrize(("final_population", "baseline"),
-                         [(None, "population"), (2, "population"), (2, "running")])
-def test_resumed_search_ends_with_the_same_policy(tmp_path, final_population, baseline):
+@pytest.mark.parametrize(("final_population", "baseline", "reward"),
+                         [(None, "population", "difference"), (2, "population", "difference"),
+                          (2, "running", "difference"), (2, "median", "log_ratio")])
+def test_resumed_search_ends_with_the_same_policy(tmp_path, final_population, baseline, reward):
     straight = run_search(tmp_path / "a", seed=4, population=4, final_population=final_population,
-                          baseline=baseline)
+                          baseline=baseline, reward=reward)
     oracle = TrajectoryOracle(objective=keras_tuner.Objective("score", "max"),
                               population_size=4, segments=SEGMENTS,
                               final_population=final_population, baseline=baseline,
-                              hyperparameters=lr_space(), seed=4)
+                              reward=reward, hyperparameters=lr_space(), seed=4)
     tuner = ScheduleTask(oracle=oracle, directory=str(tmp_path / "b"), project_name="s4")
     # Run a third of the search (with the cut: into its second half), then continue in a new
     # tuner as a restarted process would.
@@ -346,7 +414,7 @@ def test_resumed_search_ends_with_the_same_policy(tmp_path, final_population, ba
     again = TrajectoryOracle(objective=keras_tuner.Objective("score", "max"),
                              population_size=4, segments=SEGMENTS,
                              final_population=final_population, baseline=baseline,
-                             hyperparameters=lr_space(), seed=4)
+                             reward=reward, hyperparameters=lr_space(), seed=4)
     resumed = ScheduleTask(oracle=again, directory=str(tmp_path / "b"), project_name="s4")
     resumed.quality = dict(tuner.quality)
     resumed.search(verbose=0)
@@ -449,8 +517,10 @@ def test_bad_arguments_are_named():
         with pytest.raises(ValueError, match=r"birth_population .*population_size=4, 28\]"):
             TrajectoryOracle(objective="score", population_size=4, segments=8,
                              birth_population=births)
-    with pytest.raises(ValueError, match=r"baseline must be one of .*'mean'"):
+    with pytest.raises(ValueError, match=r"baseline must be one of .*'median'.*'mean'"):
         TrajectoryOracle(objective="score", baseline="mean")
+    with pytest.raises(ValueError, match=r"reward must be one of .*'log_ratio'.*'ratio'"):
+        TrajectoryOracle(objective="score", reward="ratio")
     for step in (0, 0.6, True, "0.1"):
         with pytest.raises(ValueError, match=r"step must be a number in \(0, 0.5\]"):
             TrajectoryOracle(objective="score", step=step)
