@@ -93,7 +93,8 @@ class TrajectoryOracle(keras_tuner.Oracle):
             its parent's. `"log_ratio"`: the log of their ratio, for objectives whose values
             are positive (FID, a loss, a mode count): a segment taking FID from 40 to 20
             earns what one from 400 to 200 does, so the rewards of late segments are not
-            dwarfed by early ones. A non-positive score counts as a failed segment.
+            dwarfed by early ones (a birth's reward, the quality reached, is then the
+            log of its score). A non-positive score counts as a failed segment.
         learning_rate: Step size alpha of both policies.
         entropy_coef: Entropy bonus beta.
         init_std: The birth policy's initial std of a continuous hyperparameter, on its unit
