@@ -90,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="How far one move of the schedule policy shifts a learning "
                           "rate, on its unit scale (default 0.05: x1.41 on 1e-5..1e-2; 0.1: "
                           "x2) (trajectory).")
+    finetune.add_argument("--policy-lr", type=float, default=None,
+                          help="The policies' REINFORCE step size alpha (default 0.5; smaller "
+                          "moves a policy's probabilities less per update).")
     finetune.add_argument("--elitist", action=argparse.BooleanOptionalAction, default=None,
                           help="The first member to be taken over copies the best segment of "
                           "the whole search when every member has fallen below it "
@@ -265,7 +268,7 @@ def finetune(args: argparse.Namespace) -> int:
         _positive("--" + name.replace("_", "-"), getattr(args, name))
     if args.budget is not None:
         _positive("--budget", args.budget)
-    from rlhf_keras.policy import check_init_std
+    from rlhf_keras.policy import check_init_std, check_positive
     from rlhf_keras.schedule_policy import check_step
     from rlhf_keras.trajectory_oracle import check_birth_population, check_final_population
 
@@ -280,6 +283,8 @@ def finetune(args: argparse.Namespace) -> int:
         _library_check("--init-std", check_init_std, args.init_std)
     if args.schedule_step is not None:
         _library_check("--schedule-step", check_step, args.schedule_step)
+    if args.policy_lr is not None:
+        _library_check("--policy-lr", check_positive, "learning_rate", args.policy_lr)
     if args.strategy != "trajectory":
         for flag, value in (("--schedule-step", args.schedule_step),
                             ("--elitist", args.elitist), ("--baseline", args.baseline),
@@ -302,6 +307,7 @@ def finetune(args: argparse.Namespace) -> int:
     # Oracle options given on the command line; the others keep the library's defaults.
     oracle_options = {name: value for name, value in (
         ("init_std", args.init_std), ("step", args.schedule_step),
+        ("learning_rate", args.policy_lr),
         ("elitist", args.elitist), ("baseline", args.baseline), ("reward", args.reward),
         ("birth_at_defaults", args.birth_at_defaults)) if value is not None}
     rlhf = RLHF(

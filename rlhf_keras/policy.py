@@ -209,7 +209,7 @@ class HyperparameterPolicy:
         init_std: float = 0.25,
         max_grid: int = MAX_GRID,
     ):
-        _check_positive("learning_rate", learning_rate)
+        check_positive("learning_rate", learning_rate)
         if not (isinstance(entropy_coef, (int, float)) and 0 <= entropy_coef < math.inf):
             raise ValueError(
                 f"entropy_coef must be a finite number >= 0, got {entropy_coef!r}; "
@@ -538,6 +538,7 @@ class HyperparameterPolicy:
         return policy
 
 
-def _check_positive(name: str, value: Any) -> None:
+def check_positive(name: str, value: Any) -> None:
+    """Raises ValueError unless `value` is a finite number > 0."""
     if not (isinstance(value, (int, float)) and 0 < value < math.inf):
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}.")

@@ -291,6 +291,8 @@ def test_the_cli_refuses_before_training_and_leaves_the_run_alone(earlier_run, t
                                                      "--birth-population", "3"])
     with pytest.raises(SystemExit, match=r"--schedule-step: step must be a number in \(0, 0.5\]"):
         cli_main(hc.finetune_args(earlier_run, 1) + ["--overwrite", "--schedule-step", "0.9"])
+    with pytest.raises(SystemExit, match=r"--policy-lr: learning_rate must be a finite number > 0"):
+        cli_main(hc.finetune_args(earlier_run, 1) + ["--overwrite", "--policy-lr", "0"])
     for named, flag in (("--schedule-step", ["--schedule-step", "0.05"]),
                         ("--elitist", ["--no-elitist"]), ("--baseline", ["--baseline", "running"]),
                         ("--reward", ["--reward", "log_ratio"]),

@@ -127,6 +127,8 @@ def test_finetune_evaluate_sample_and_report(tmp_path, capsys):
         "0.1",
         "--schedule-step",
         "0.05",
+        "--policy-lr",
+        "0.2",
         "--no-elitist",
         "--baseline",
         "population",
@@ -147,6 +149,8 @@ def test_finetune_evaluate_sample_and_report(tmp_path, capsys):
     state = json.loads((runs / "rlhf" / "oracle.json").read_text())[TRAJECTORY_KEY]
     assert state["birth_policy"]["init_std"] == 0.1  # --init-std reached the birth policy
     assert state["policy"]["step"] == 0.05  # --schedule-step reached the schedule policy
+    # --policy-lr reached both policies' REINFORCE step size
+    assert state["learning_rate"] == state["birth_policy"]["learning_rate"] == 0.2
     # Not the defaults (elitist, running, a birth at the defaults): the flags reached the oracle.
     assert state["elitist"] is False and state["baseline"] == "population"
     assert state["birth_at_defaults"] is False and state["reward"] == "log_ratio"
