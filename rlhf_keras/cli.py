@@ -97,6 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
                           help="The first member to be taken over copies the best segment of "
                           "the whole search when every member has fallen below it "
                           "(trajectory; default on).")
+    finetune.add_argument("--plateau-decay", type=float, default=None,
+                          help="With --elitist: a member that goes back to the best segment "
+                          "trains on at its learning rates times this factor, once more per "
+                          "return (0.5: halved, then quartered...) (trajectory; default: "
+                          "unchanged).")
     finetune.add_argument("--birth-at-defaults", action=argparse.BooleanOptionalAction,
                           default=None,
                           help="The first member is born at the search space's defaults, "
@@ -270,7 +275,11 @@ def finetune(args: argparse.Namespace) -> int:
         _positive("--budget", args.budget)
     from rlhf_keras.policy import check_init_std, check_positive
     from rlhf_keras.schedule_policy import check_step
-    from rlhf_keras.trajectory_oracle import check_birth_population, check_final_population
+    from rlhf_keras.trajectory_oracle import (
+        check_birth_population,
+        check_final_population,
+        check_plateau_decay,
+    )
 
     _library_check("--final-population", check_final_population, args.final_population,
                    args.population)
@@ -285,9 +294,13 @@ def finetune(args: argparse.Namespace) -> int:
         _library_check("--schedule-step", check_step, args.schedule_step)
     if args.policy_lr is not None:
         _library_check("--policy-lr", check_positive, "learning_rate", args.policy_lr)
+    # --elitist is on unless --no-elitist (TRAJECTORY_DEFAULTS).
+    _library_check("--plateau-decay", check_plateau_decay, args.plateau_decay,
+                   args.elitist is not False)
     if args.strategy != "trajectory":
         for flag, value in (("--schedule-step", args.schedule_step),
                             ("--elitist", args.elitist), ("--baseline", args.baseline),
+                            ("--plateau-decay", args.plateau_decay),
                             ("--reward", args.reward),
                             ("--birth-at-defaults", args.birth_at_defaults)):
             if value is not None:
@@ -308,7 +321,8 @@ def finetune(args: argparse.Namespace) -> int:
     oracle_options = {name: value for name, value in (
         ("init_std", args.init_std), ("step", args.schedule_step),
         ("learning_rate", args.policy_lr),
-        ("elitist", args.elitist), ("baseline", args.baseline), ("reward", args.reward),
+        ("elitist", args.elitist), ("plateau_decay", args.plateau_decay),
+        ("baseline", args.baseline), ("reward", args.reward),
         ("birth_at_defaults", args.birth_at_defaults)) if value is not None}
     rlhf = RLHF(
         search_space=space,

@@ -76,6 +76,13 @@ class TrajectoryOracle(keras_tuner.Oracle):
         elitist: If True, the first member to be taken over copies the best segment of the
             whole search so far when it is better than this generation's best: a population
             whose members have all just got worse goes back to its best model.
+        plateau_decay: With `elitist`, a factor in (0, 1) applied to every log-scaled
+            continuous hyperparameter (the learning rates) of a member that goes back to the
+            best segment, once per time that segment has been gone back to (k-th return:
+            factor**k), before the schedule policy acts: Keras's `ReduceLROnPlateau` for a
+            population whose best point training at its own rates could not improve on.
+            The change is the search's, not the policy's: the policy's action starts from
+            the reduced values. None: no change (the default).
         birth_at_defaults: If True, the first member born takes the space's default values
             (what training without a search would use), so the search starts where its user
             would have. Those values are not drawn, so the birth policy does not learn from
@@ -120,6 +127,7 @@ class TrajectoryOracle(keras_tuner.Oracle):
         birth_only: Sequence[str] = (),
         exploit_fraction: float = 0.25,
         elitist: bool = False,
+        plateau_decay: float | None = None,
         birth_at_defaults: bool = False,
         baseline: str = "population",
         reward: str = "difference",
@@ -152,6 +160,7 @@ class TrajectoryOracle(keras_tuner.Oracle):
             raise ValueError(f"reward must be one of {REWARDS}, got {reward!r}: 'difference' "
                              "(score minus the parent's) or 'log_ratio' (the log of their "
                              "ratio, for positive objectives such as FID).")
+        check_plateau_decay(plateau_decay, elitist)
         if isinstance(birth_only, str):
             raise ValueError(f"birth_only must be a list of names, got the string {birth_only!r}.")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
@@ -181,6 +190,7 @@ class TrajectoryOracle(keras_tuner.Oracle):
         self.birth_only = [str(name) for name in birth_only]
         self.exploit_fraction = float(exploit_fraction)
         self.elitist = bool(elitist)
+        self.plateau_decay = None if plateau_decay is None else float(plateau_decay)
         self.birth_at_defaults = bool(birth_at_defaults)
         self.baseline = baseline
         self.reward_baseline: float | None = None  # running mean of segment rewards
@@ -248,13 +258,27 @@ class TrajectoryOracle(keras_tuner.Oracle):
                     "parent": None, "copied_from": None, "action": action,
                     "values": {**values, **fidelity}}
         start = self._choices(self.trials[parent])
+        returns = self.plan[member].get("returns", 0)
+        if returns and self.plateau_decay is not None:
+            start = self._decayed(start, self.plateau_decay ** returns)
         state = self._state(parent, generation)
         names = [n for n in self._mutable(start)]
         values, action = self.policy.sample(state, start, names, self._rng)
         return {"kind": "segment", "generation": generation, "member": member,
                 "parent": parent, "copied_from": self.plan[member]["copied_from"],
+                "returns": returns,
                 "state": state.tolist(), "start": start, "action": action,
                 "values": {**values, **fidelity, "tuner/trial_id": parent}}
+
+    def _decayed(self, values: dict[str, Any], factor: float) -> dict[str, Any]:
+        """`values` with every log-scaled continuous hyperparameter times `factor` (not
+        below its minimum)."""
+        out = dict(values)
+        for hp in self.hyperparameters.space:
+            if (isinstance(hp, keras_tuner.engine.hyperparameters.Float)
+                    and hp.sampling == "log" and hp.name in out):
+                out[hp.name] = max(float(out[hp.name]) * factor, hp.min_value)
+        return out
 
     def _defaults(self) -> dict[str, Any]:
         """The space's default value of every active hyperparameter."""
@@ -469,7 +493,11 @@ class TrajectoryOracle(keras_tuner.Oracle):
         elite = self._best_so_far() if self.elitist and losers else None
         if elite is not None and elite not in previous and (
                 self.quality(elite) > self.quality(previous[ranked[0]])):
-            plan[losers[0]] = {"parent": elite, "copied_from": self.decisions[elite]["member"]}
+            # The how-many-th return to this segment (for plateau_decay).
+            returns = 1 + sum(1 for d in self.decisions.values()
+                              if d["parent"] == elite and d.get("returns", 0))
+            plan[losers[0]] = {"parent": elite, "copied_from": self.decisions[elite]["member"],
+                               "returns": returns}
         return plan
 
     def _best_so_far(self) -> str | None:
@@ -522,6 +550,7 @@ class TrajectoryOracle(keras_tuner.Oracle):
             "birth_only": self.birth_only,
             "exploit_fraction": self.exploit_fraction,
             "elitist": self.elitist,
+            "plateau_decay": self.plateau_decay,
             "birth_at_defaults": self.birth_at_defaults,
             "baseline": self.baseline,
             "reward_baseline": self.reward_baseline,
@@ -553,6 +582,7 @@ class TrajectoryOracle(keras_tuner.Oracle):
         self.birth_only = list(ours["birth_only"])
         self.exploit_fraction = float(ours["exploit_fraction"])
         self.elitist = bool(ours.get("elitist", False))  # older state files: not elitist
+        self.plateau_decay = ours.get("plateau_decay")
         self.birth_at_defaults = bool(ours.get("birth_at_defaults", False))
         self.baseline = ours.get("baseline", "population")  # older state files: population
         self.reward_baseline = ours.get("reward_baseline")
@@ -583,6 +613,20 @@ def check_final_population(final_population: Any, population_size: int) -> None:
             or not 1 <= final_population <= population_size):
         raise ValueError(f"final_population must be None or an int in [1, population_size="
                          f"{population_size}], got {final_population!r}.")
+
+
+def check_plateau_decay(plateau_decay: Any, elitist: bool) -> None:
+    """Raises ValueError unless `plateau_decay` is None or a number in (0, 1) with `elitist`."""
+    if plateau_decay is None:
+        return
+    if isinstance(plateau_decay, bool) or not (
+            isinstance(plateau_decay, (int, float)) and 0 < plateau_decay < 1):
+        raise ValueError(f"plateau_decay must be a number in (0, 1) (0.5 halves the learning "
+                         f"rates at each return to the best segment) or None, got "
+                         f"{plateau_decay!r}.")
+    if not elitist:
+        raise ValueError("plateau_decay acts on returns to the best segment, which only "
+                         "elitist=True makes; pass elitist=True or drop plateau_decay.")
 
 
 def check_birth_population(birth_population: Any, population_size: int, segments: int) -> None:

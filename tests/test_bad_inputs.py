@@ -293,6 +293,11 @@ def test_the_cli_refuses_before_training_and_leaves_the_run_alone(earlier_run, t
         cli_main(hc.finetune_args(earlier_run, 1) + ["--overwrite", "--schedule-step", "0.9"])
     with pytest.raises(SystemExit, match=r"--policy-lr: learning_rate must be a finite number > 0"):
         cli_main(hc.finetune_args(earlier_run, 1) + ["--overwrite", "--policy-lr", "0"])
+    with pytest.raises(SystemExit, match=r"--plateau-decay: plateau_decay must be a number in"):
+        cli_main(hc.finetune_args(earlier_run, 1) + ["--overwrite", "--plateau-decay", "1"])
+    with pytest.raises(SystemExit, match="--plateau-decay: .*pass elitist=True"):
+        cli_main(hc.finetune_args(earlier_run, 1) + ["--overwrite", "--no-elitist",
+                                                     "--plateau-decay", "0.5"])
     for named, flag in (("--schedule-step", ["--schedule-step", "0.05"]),
                         ("--elitist", ["--no-elitist"]), ("--baseline", ["--baseline", "running"]),
                         ("--reward", ["--reward", "log_ratio"]),

@@ -275,7 +275,7 @@ def test_trajectory_search_killed_mid_segment_resumes_to_its_budget(tmp_path):
     project = run_dir / "rlhf"
     args = ["finetune", "--data", "ring8", "--arch", "small", "--budget", "400",
             "--population", "2", "--segments", "2", "--batch-size", "1024",
-            "--latent-dim", "8", "--dir", str(run_dir), "--seed", "0"]
+            "--latent-dim", "8", "--dir", str(run_dir), "--seed", "0", "--plateau-decay", "0.5"]
     _kill_at(args, "trial@2", tmp_path / "m1", "segment 1 of member 0 to start training")
     before = _oracle(project)
     assert before["end_order"] == ["0", "1"] and before["ongoing_trials"] == {"tuner0": "2"}
@@ -290,6 +290,7 @@ def test_trajectory_search_killed_mid_segment_resumes_to_its_budget(tmp_path):
     assert after["run_times"] == {str(i): 1 for i in range(4)}
     ours = after["trajectory"]
     assert ours["learned"] == [0, 1]
+    assert ours["plateau_decay"] == saved["plateau_decay"] == 0.5  # the flag, kept on resume
     for trial_id in ("0", "1"):  # learned before the kill, untouched by the rerun
         assert ours["decisions"][trial_id] == saved["decisions"][trial_id]
     assert ours["decisions"]["2"]["values"] == saved["decisions"]["2"]["values"]

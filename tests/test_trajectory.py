@@ -297,6 +297,54 @@ def test_an_elitist_population_goes_back_to_its_best_model_after_a_setback(tmp_p
     assert oracle.get_state()["trajectory"]["elitist"] is elitist
 
 
+class PlateauTask(ScheduleTask):
+    """As ScheduleTask, but every segment after round 1 loses more than it can gain: the
+    best segment stays in generation 1, and an elitist population goes back to it each time."""
+
+    def run_trial(self, trial, *args, **kwargs):
+        super().run_trial(trial, *args, **kwargs)
+        if trial.hyperparameters.values["tuner/round"] >= 2:
+            self.quality[trial.trial_id] -= 10.0
+        return {"score": self.quality[trial.trial_id]}
+
+
+@pytest.mark.parametrize("plateau_decay", [None, 0.5])
+def test_each_return_to_the_best_segment_reduces_the_learning_rates_once_more(tmp_path,
+                                                                             plateau_decay):
+    oracle = TrajectoryOracle(objective=keras_tuner.Objective("score", "max"),
+                              population_size=2, segments=6, hyperparameters=lr_space(),
+                              seed=0, elitist=True, plateau_decay=plateau_decay)
+    tuner = PlateauTask(oracle=oracle, directory=str(tmp_path), project_name="plateau")
+    tuner.search(verbose=0)
+    oracle = tuner.oracle
+    elite = max(oracle.generations[1], key=oracle.quality)
+    returns = [oracle.decisions[t] for g in oracle.generations[3:] for t in g
+               if oracle.decisions[t].get("returns")]
+    # Generations 3, 4, 5 each go back to generation 1's best: the 1st, 2nd, 3rd return.
+    assert [d["generation"] for d in returns] == [3, 4, 5]
+    assert [d["parent"] for d in returns] == [elite] * 3
+    assert [d["returns"] for d in returns] == [1, 2, 3]
+    elite_lr = oracle.decisions[elite]["values"]["lr"]
+    factor = 1.0 if plateau_decay is None else plateau_decay
+    for decision in returns:  # the policy acts from the reduced rate
+        expected = max(elite_lr * factor ** decision["returns"], 1e-5)
+        assert decision["start"]["lr"] == pytest.approx(expected)
+    assert oracle.get_state()["trajectory"]["plateau_decay"] == plateau_decay
+    reloaded = TrajectoryOracle(objective=keras_tuner.Objective("score", "max"),
+                                hyperparameters=lr_space())
+    reloaded.set_state(oracle.get_state())
+    assert reloaded.plateau_decay == plateau_decay
+
+
+@pytest.mark.parametrize("value", [0, 1, 1.5, -0.5, True, "0.5"])
+def test_a_plateau_decay_outside_0_1_is_refused(value):
+    with pytest.raises(ValueError, match="plateau_decay must be a number in \\(0, 1\\)"):
+        TrajectoryOracle(objective="score", hyperparameters=lr_space(), elitist=True,
+                         plateau_decay=value)
+    with pytest.raises(ValueError, match="pass elitist=True"):
+        TrajectoryOracle(objective="score", hyperparameters=lr_space(), plateau_decay=0.5)
+
+
 @pytest.mark.parametrize("baseline", ["population", "running"])
 def test_a_running_baseline_discourages_every_move_of_a_setback_generation(tmp_path, baseline):
     oracle = run_setback(tmp_path, baseline=baseline)
