@@ -22,8 +22,9 @@ def _add_data_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data",
         default=None,
-        help="digits (embedded), ring8, grid25, a TFDS name (mnist, ...), a folder of IDX files "
-        "or an .npz file. Default: MNIST from TFDS if available, else digits.",
+        help="mnist or digits (embedded), ring8, grid25, a TFDS name, a folder of IDX files or "
+        "an .npz file. Default: mnist (from TFDS when prepared locally, else the embedded test "
+        "split).",
     )
     parser.add_argument(
         "--arch",
