@@ -44,7 +44,7 @@ class SegmentTimer(keras.callbacks.Callback):
         end = time.perf_counter()
         steady = (self._steps - 10) / (end - self._tenth) if self._steps > 10 else float("nan")
         RECORDS.append({"first_step": self._first - self._begin, "steady": steady,
-                             "train": end - self._begin, "steps": self._steps})
+                        "train": end - self._begin, "steps": self._steps})
 
 
 def main() -> None:
