@@ -24,6 +24,10 @@ SUPPORTED_HYPERPARAMETERS = {
     "batch_size": "batch size",
     "d_steps": "discriminator updates per batch",
 }
+# A segment shorter than this trains without XLA: on a 2-core CPU XLA's compile (2-6 s, paid by
+# every segment's `fit`) costs more than its faster steps save over fewer than ~30-180 steps,
+# depending on the widths (benchmarks/RESULTS.md, "XLA for the article's MLP").
+XLA_MIN_SEGMENT_STEPS = 100
 
 def default_search_space(g_ema: float | None = 0.999) -> keras_tuner.HyperParameters:
     """Learning rates (log scale around the articles' 2e-4), width multipliers and Adam beta_1,
@@ -111,6 +115,10 @@ class GANHyperModel(keras_tuner.HyperModel):
         seed: Base seed; trial `i` initialises and draws noise with `seed + i`.
         d_steps: Discriminator steps when the space has no `d_steps`.
         loss: Adversarial loss when the space has no `loss`.
+        steps_per_segment: Training steps of each trajectory segment (a trial that continues
+            its parent); None: trials train for `epochs`. Segments shorter than
+            `XLA_MIN_SEGMENT_STEPS` train without XLA, whose compile would cost more than it
+            saves.
     """
 
     def __init__(
@@ -164,10 +172,12 @@ class GANHyperModel(keras_tuner.HyperModel):
             ema_momentum=float(hp.values["g_ema"]) if "g_ema" in hp.values else None,
         )
         beta_1 = float(value("beta_1", 0.5))
+        steps = self._segment_steps(hp)
         gan.compile(
             g_optimizer=keras.optimizers.Adam(float(value("g_lr", 2e-4)), beta_1=beta_1),
             d_optimizer=keras.optimizers.Adam(float(value("d_lr", 2e-4)), beta_1=beta_1),
             loss=str(value("loss", self.loss)),
+            jit_compile=False if steps and steps < XLA_MIN_SEGMENT_STEPS else "auto",
         )
         return gan
 
@@ -182,10 +192,10 @@ class GANHyperModel(keras_tuner.HyperModel):
         callbacks = [keras.callbacks.TerminateOnNaN(), *kwargs.pop("callbacks", [])]
         kwargs.setdefault("epochs", self.epochs)
         kwargs.setdefault("shuffle", False)  # the dataset is already shuffled, with a seed
-        if self.steps_per_segment and "tuner/epochs" in hp.values:
-            # A trajectory segment: one "epoch" of exactly steps_per_segment batches.
+        steps = self._segment_steps(hp)
+        if steps:  # a trajectory segment: one "epoch" of exactly `steps` batches
             dataset = dataset.repeat()
-            kwargs["steps_per_epoch"] = self.steps_per_segment
+            kwargs["steps_per_epoch"] = steps
         self.last_model = model
         history = model.fit(dataset, *args, callbacks=callbacks, **kwargs).history
         last = {name: float(values[-1]) for name, values in history.items() if values}
@@ -197,3 +207,9 @@ class GANHyperModel(keras_tuner.HyperModel):
             return {**result, "fid": math.nan, "score": math.nan, "diverged": 1.0}
         quality = metrics.quality(model, self.data, seed=0)
         return {**result, **{k: float(v) for k, v in quality.items()}, "diverged": 0.0}
+
+    def _segment_steps(self, hp: keras_tuner.HyperParameters) -> int | None:
+        """The steps one `fit` trains: `steps_per_segment` for a trajectory segment (a trial
+        with `tuner/epochs`), else None (the trial trains for its epochs)."""
+        return self.steps_per_segment if (self.steps_per_segment
+                                          and "tuner/epochs" in hp.values) else None

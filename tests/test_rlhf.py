@@ -186,6 +186,27 @@ def test_the_default_space_averages_the_generator_unless_asked_not_to():
     assert hypermodel.build(default_search_space(g_ema=None)).average_generator is None
 
 
+def test_segments_too_short_to_repay_a_compile_train_the_article_mlp_without_xla():
+    """XLA's compile is paid once per segment; below XLA_MIN_SEGMENT_STEPS steps it is off,
+    at or above it the GAN's own choice (on, for the article's MLP) stands."""
+    from rlhf_keras.hypermodel import XLA_MIN_SEGMENT_STEPS
+
+    generator, discriminator = architectures.seed_mlp(data_shape=(784,), latent_dim=100)
+    segment = keras_tuner.HyperParameters()
+    segment.Fixed("tuner/epochs", 1)
+
+    def built(steps, hp):
+        return GANHyperModel(generator, discriminator, latent_dim=100, pretrained=False,
+                             data="digits", batch_size=64, epochs=1, seed=0,
+                             steps_per_segment=steps).build(hp)
+
+    assert built(XLA_MIN_SEGMENT_STEPS - 1, segment).jit_compile is False
+    assert built(XLA_MIN_SEGMENT_STEPS, segment).jit_compile is True
+    # Not a segment (a trial trained for its epochs): the GAN's own choice too.
+    assert built(XLA_MIN_SEGMENT_STEPS - 1, keras_tuner.HyperParameters()).jit_compile is True
+
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
