@@ -112,7 +112,8 @@ class RLHF:
             (learning_rate, entropy_coef, ...). The trajectory search's own defaults,
             `TRAJECTORY_DEFAULTS`, are `elitist=True, baseline="running",
             birth_at_defaults=True`; pass `elitist=False`, `baseline="population"` or
-            `birth_at_defaults=False` for the oracle's plain behaviour.
+            `birth_at_defaults=False` for the oracle's plain behaviour. `birth_only`
+            defaults to `BIRTH_ONLY` (the widths, which change the networks' shapes).
     """
 
     def __init__(
@@ -300,9 +301,8 @@ class RLHF:
                 final_population=self.final_population,
                 birth_population=self.birth_population,
                 hyperparameters=self.search_space,
-                birth_only=BIRTH_ONLY,
                 seed=self.seed,
-                **self.oracle_kwargs,
+                **{"birth_only": BIRTH_ONLY, **self.oracle_kwargs},
             )
         return ReinforceOracle(
             objective=objective,

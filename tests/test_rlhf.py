@@ -360,3 +360,15 @@ def test_a_cut_population_spends_the_same_budget_on_longer_lineages(tmp_path):
     assert int(best.g_optimizer.iterations) == (best_row["segment"] + 1) * 100
     search = json.loads((tmp_path / "rlhf" / "search.json").read_text())
     assert search["final_population"] == 1
+
+
+def test_birth_only_defaults_to_the_widths_and_can_be_extended(tmp_path):
+    """`RLHF(birth_only=...)` reaches the trajectory oracle; without it the widths are fixed at
+    birth, as they change the networks' shapes."""
+    from rlhf_keras.finetune import BIRTH_ONLY
+
+    objective = keras_tuner.Objective("fid", "min")
+    assert RLHF(directory=tmp_path)._make_oracle(objective).birth_only == list(BIRTH_ONLY)
+    names = ("g_width", "d_width", "beta_1")
+    oracle = RLHF(directory=tmp_path, birth_only=names)._make_oracle(objective)
+    assert oracle.birth_only == list(names)
