@@ -103,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "trains on at its learning rates times this factor, once more per "
                           "return (0.5: halved, then quartered...) (trajectory; default: "
                           "unchanged).")
+    finetune.add_argument("--birth-only", nargs="+", default=None, metavar="NAME",
+                          help="Hyperparameters fixed when a member is born, never changed by "
+                          "the schedule policy (trajectory; default: g_width d_width, which "
+                          "change the networks' shapes).")
     finetune.add_argument("--birth-at-defaults", action=argparse.BooleanOptionalAction,
                           default=None,
                           help="The first member is born at the search space's defaults, "
@@ -277,6 +281,7 @@ def finetune(args: argparse.Namespace) -> int:
     from rlhf_keras.policy import check_init_std, check_positive
     from rlhf_keras.schedule_policy import check_step
     from rlhf_keras.trajectory_oracle import (
+        check_birth_only,
         check_birth_population,
         check_final_population,
         check_plateau_decay,
@@ -302,7 +307,7 @@ def finetune(args: argparse.Namespace) -> int:
         for flag, value in (("--schedule-step", args.schedule_step),
                             ("--elitist", args.elitist), ("--baseline", args.baseline),
                             ("--plateau-decay", args.plateau_decay),
-                            ("--reward", args.reward),
+                            ("--reward", args.reward), ("--birth-only", args.birth_only),
                             ("--birth-at-defaults", args.birth_at_defaults)):
             if value is not None:
                 raise SystemExit(f"rlhf-keras: error: {flag}: only the trajectory strategy "
@@ -314,6 +319,8 @@ def finetune(args: argparse.Namespace) -> int:
 
     space = (default_search_space() if args.g_ema is None
              else default_search_space(g_ema=args.g_ema or None))
+    if args.birth_only is not None:
+        _library_check("--birth-only", check_birth_only, args.birth_only, space)
 
     _, info = data.load(args.data, batch_size=args.batch_size, seed=args.seed)
     source = info.name if args.data is None else args.data
@@ -324,6 +331,7 @@ def finetune(args: argparse.Namespace) -> int:
         ("learning_rate", args.policy_lr),
         ("elitist", args.elitist), ("plateau_decay", args.plateau_decay),
         ("baseline", args.baseline), ("reward", args.reward),
+        ("birth_only", args.birth_only),
         ("birth_at_defaults", args.birth_at_defaults)) if value is not None}
     rlhf = RLHF(
         search_space=space,

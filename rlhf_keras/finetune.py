@@ -27,6 +27,7 @@ from rlhf_keras.run_dir import (
 from rlhf_keras.trajectory_oracle import STATE_KEY as TRAJECTORY_KEY
 from rlhf_keras.trajectory_oracle import (
     TrajectoryOracle,
+    check_birth_only,
     check_birth_population,
     check_final_population,
     generation_sizes,
@@ -159,6 +160,8 @@ class RLHF:
             if final_population is None:
                 final_population = default_final_population(population_size)
             oracle_kwargs = {**TRAJECTORY_DEFAULTS, **oracle_kwargs}
+            if "birth_only" in oracle_kwargs:
+                check_birth_only(oracle_kwargs["birth_only"], self.search_space)
         units = population_size * segments if strategy == "trajectory" else max_trials
         if budget_steps is not None and budget_steps < units:
             raise ValueError(

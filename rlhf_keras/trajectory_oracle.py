@@ -161,8 +161,7 @@ class TrajectoryOracle(keras_tuner.Oracle):
                              "(score minus the parent's) or 'log_ratio' (the log of their "
                              "ratio, for positive objectives such as FID).")
         check_plateau_decay(plateau_decay, elitist)
-        if isinstance(birth_only, str):
-            raise ValueError(f"birth_only must be a list of names, got the string {birth_only!r}.")
+        check_birth_only(birth_only)  # names only: a space may grow as trials build models
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise ValueError(f"seed must be an int or None, got {seed!r}.")
         # Built first: they validate learning_rate & co. before keras-tuner does any work.
@@ -613,6 +612,20 @@ def check_final_population(final_population: Any, population_size: int) -> None:
             or not 1 <= final_population <= population_size):
         raise ValueError(f"final_population must be None or an int in [1, population_size="
                          f"{population_size}], got {final_population!r}.")
+
+
+def check_birth_only(birth_only: Any,
+                     hyperparameters: keras_tuner.HyperParameters | None = None) -> None:
+    """Raises ValueError unless `birth_only` is a list of names (of `hyperparameters` when
+    given and not empty)."""
+    if isinstance(birth_only, str) or not all(isinstance(n, str) for n in birth_only):
+        raise ValueError(f"birth_only must be a list of hyperparameter names, got "
+                         f"{birth_only!r}.")
+    known = [hp.name for hp in hyperparameters.space] if hyperparameters is not None else []
+    unknown = [name for name in birth_only if known and name not in known]
+    if unknown:
+        raise ValueError(f"birth_only names {unknown}, not in the search space "
+                         f"({', '.join(known)}); name only hyperparameters of the space.")
 
 
 def check_plateau_decay(plateau_decay: Any, elitist: bool) -> None:
