@@ -29,6 +29,7 @@ SUPPORTED_HYPERPARAMETERS = {
 # depending on the widths (benchmarks/RESULTS.md, "XLA for the article's MLP").
 XLA_MIN_SEGMENT_STEPS = 100
 
+
 def default_search_space(g_ema: float | None = 0.999) -> keras_tuner.HyperParameters:
     """Learning rates (log scale around the articles' 2e-4), width multipliers and Adam beta_1,
     with the generator's weights averaged.

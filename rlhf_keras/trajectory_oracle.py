@@ -618,7 +618,8 @@ def check_birth_only(birth_only: Any,
                      hyperparameters: keras_tuner.HyperParameters | None = None) -> None:
     """Raises ValueError unless `birth_only` is a list of names (of `hyperparameters` when
     given and not empty)."""
-    if isinstance(birth_only, str) or not all(isinstance(n, str) for n in birth_only):
+    if (isinstance(birth_only, str) or not isinstance(birth_only, Sequence)
+            or not all(isinstance(name, str) for name in birth_only)):
         raise ValueError(f"birth_only must be a list of hyperparameter names, got "
                          f"{birth_only!r}.")
     known = [hp.name for hp in hyperparameters.space] if hyperparameters is not None else []

@@ -374,6 +374,7 @@ def test_birth_only_defaults_to_the_widths_and_can_be_extended(tmp_path):
     assert oracle.birth_only == list(names)
     with pytest.raises(ValueError, match=r"birth_only names \['beta_2'\], not in the search"):
         RLHF(directory=tmp_path, birth_only=["beta_2"])
-    with pytest.raises(ValueError, match="birth_only must be a list of hyperparameter names"):
-        RLHF(directory=tmp_path, birth_only="beta_1")
+    for bad in ("beta_1", 3, ["beta_1", None]):
+        with pytest.raises(ValueError, match="birth_only must be a list of hyperparameter names"):
+            RLHF(directory=tmp_path, birth_only=bad)
     assert list(tmp_path.iterdir()) == []
