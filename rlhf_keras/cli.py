@@ -107,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
                           help="Hyperparameters fixed when a member is born, never changed by "
                           "the schedule policy (trajectory; default: g_width d_width, which "
                           "change the networks' shapes).")
+    finetune.add_argument("--balance", action=argparse.BooleanOptionalAction, default=None,
+                          help="The schedule policy's learning-rate moves also see g_lr "
+                          "against d_lr, so it can learn to move towards a balance of the "
+                          "two (trajectory; default off).")
     finetune.add_argument("--birth-at-defaults", action=argparse.BooleanOptionalAction,
                           default=None,
                           help="The first member is born at the search space's defaults, "
@@ -308,6 +312,7 @@ def finetune(args: argparse.Namespace) -> int:
                             ("--elitist", args.elitist), ("--baseline", args.baseline),
                             ("--plateau-decay", args.plateau_decay),
                             ("--reward", args.reward), ("--birth-only", args.birth_only),
+                            ("--balance", args.balance),
                             ("--birth-at-defaults", args.birth_at_defaults)):
             if value is not None:
                 raise SystemExit(f"rlhf-keras: error: {flag}: only the trajectory strategy "
@@ -331,7 +336,7 @@ def finetune(args: argparse.Namespace) -> int:
         ("learning_rate", args.policy_lr),
         ("elitist", args.elitist), ("plateau_decay", args.plateau_decay),
         ("baseline", args.baseline), ("reward", args.reward),
-        ("birth_only", args.birth_only),
+        ("birth_only", args.birth_only), ("balance", args.balance),
         ("birth_at_defaults", args.birth_at_defaults)) if value is not None}
     rlhf = RLHF(
         search_space=space,

@@ -13,6 +13,10 @@ that may change mid-training, one categorical action:
 Each head is a linear softmax, `logits = W s + c * onehot(keep)`, where `keep` is the action
 that leaves the value as it is and `c` (learned, starting at `stickiness`) makes keeping the
 current value the default: a schedule changes when the evidence says so, not at random.
+
+With `balance=True` a moving head also sees how far its value sits above the other moving
+values on their unit scales (for a GAN: the generator's learning rate against the
+discriminator's), so one linear head can learn to move towards a balance, not only up or down.
 """
 
 from __future__ import annotations
@@ -113,18 +117,39 @@ class SchedulePolicy:
         stickiness: Initial logit bonus of keeping the current value (learned).
     """
 
-    def __init__(self, step: float = 0.05, stickiness: float = 1.0) -> None:
+    def __init__(self, step: float = 0.05, stickiness: float = 1.0, balance: bool = False) -> None:
         check_step(step)
         if not (isinstance(stickiness, (int, float)) and math.isfinite(stickiness)):
             raise ValueError(f"stickiness must be a finite number, got {stickiness!r}.")
+        if not isinstance(balance, bool):
+            raise ValueError(f"balance must be True or False, got {balance!r}.")
         self.step = float(step)
         self.initial_stickiness = float(stickiness)
+        self.balance = balance
         self.heads: dict[str, _Head] = {}
         self.updates = 0
 
     def ensure(self, hp: hp_module.HyperParameter) -> None:
         if hp.name not in self.heads:
-            self.heads[hp.name] = _Head(hp, len(STATE_FEATURES) + 1, self.initial_stickiness)
+            n_inputs = len(STATE_FEATURES) + int(self.balance) + 1  # + the value's position
+            self.heads[hp.name] = _Head(hp, n_inputs, self.initial_stickiness)
+
+    def _probabilities(self, name: str, state: np.ndarray,
+                       values: Mapping[str, Any]) -> np.ndarray:
+        return self.heads[name].probabilities(self._head_state(name, state, values), values[name])
+
+    def _head_state(self, name: str, state: np.ndarray, values: Mapping[str, Any]) -> np.ndarray:
+        """`state`, and with `balance` the head's position minus the mean of the other moving
+        heads' (0 for a choice or a lone moving value)."""
+        if not self.balance:
+            return state
+        head = self.heads[name]
+        others = [h.hp.value_to_prob(values[n]) for n, h in self.heads.items()
+                  if n != name and h.moves and n in values]
+        gap = 0.0
+        if head.moves and others:
+            gap = float(head.hp.value_to_prob(values[name])) - float(np.mean(others))
+        return np.append(state, gap)
 
     # ---------------------------------------------------------------- acting
     def sample(self, state: np.ndarray, values: Mapping[str, Any], names: Sequence[str],
@@ -138,7 +163,7 @@ class SchedulePolicy:
         action: dict[str, int] = {}
         for name in names:
             head = self.heads[name]
-            probs = head.probabilities(state, values[name])
+            probs = self._probabilities(name, state, values)
             index = int(rng.choice(len(probs), p=probs))
             action[name] = index
             new_values[name] = head.apply(index, values[name], self.step)
@@ -147,7 +172,7 @@ class SchedulePolicy:
     def log_prob(self, state: np.ndarray, values: Mapping[str, Any],
                  action: Mapping[str, int]) -> float:
         """log pi(a | s) = sum over heads of log softmax(logits)[a]."""
-        return float(sum(math.log(max(self.heads[n].probabilities(state, values[n])[i], 1e-300))
+        return float(sum(math.log(max(self._probabilities(n, state, values)[i], 1e-300))
                          for n, i in action.items()))
 
     # ---------------------------------------------------------------- gradients
@@ -158,8 +183,9 @@ class SchedulePolicy:
         for name, index in action.items():
             head = self.heads[name]
             value = values[name]
-            dlogits = categorical_grad_log_prob(head.probabilities(state, value), index)
-            grads[f"{name}/W"] = np.outer(dlogits, head.inputs(state, value))
+            head_state = self._head_state(name, state, values)
+            dlogits = categorical_grad_log_prob(head.probabilities(head_state, value), index)
+            grads[f"{name}/W"] = np.outer(dlogits, head.inputs(head_state, value))
             keep = head.keep_index(value)
             grads[f"{name}/c"] = np.array(dlogits[keep] if keep >= 0 else 0.0)
         return grads
@@ -171,8 +197,9 @@ class SchedulePolicy:
         for name in names:
             head = self.heads[name]
             value = values[name]
-            dlogits = categorical_grad_entropy(head.probabilities(state, value))
-            grads[f"{name}/W"] = np.outer(dlogits, head.inputs(state, value))
+            head_state = self._head_state(name, state, values)
+            dlogits = categorical_grad_entropy(head.probabilities(head_state, value))
+            grads[f"{name}/W"] = np.outer(dlogits, head.inputs(head_state, value))
             keep = head.keep_index(value)
             grads[f"{name}/c"] = np.array(dlogits[keep] if keep >= 0 else 0.0)
         return grads
@@ -196,7 +223,7 @@ class SchedulePolicy:
         for name, head in self.heads.items():
             if name not in values:
                 continue
-            probs = head.probabilities(state, values[name])
+            probs = self._probabilities(name, state, values)
             labels = ([{-1: "down", 0: "keep", 1: "up"}[m] for m in MOVES] if head.moves
                       else [str(v) for v in head.grid])
             out[name] = {label: float(p) for label, p in zip(labels, probs, strict=True)}
@@ -204,11 +231,13 @@ class SchedulePolicy:
 
     def get_state(self) -> dict[str, Any]:
         return {"step": self.step, "stickiness": self.initial_stickiness, "updates": self.updates,
+                "balance": self.balance,
                 "heads": {name: head.get_state() for name, head in self.heads.items()}}
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> SchedulePolicy:
-        policy = cls(step=state["step"], stickiness=state["stickiness"])
+        policy = cls(step=state["step"], stickiness=state["stickiness"],
+                     balance=state.get("balance", False))  # older state files: no balance
         policy.updates = int(state["updates"])
         policy.heads = {name: _Head.from_state(h) for name, h in state["heads"].items()}
         return policy

@@ -110,6 +110,9 @@ class TrajectoryOracle(keras_tuner.Oracle):
         step: How far one move shifts a continuous hyperparameter on its unit scale (0.05:
             x1.41 on a 1e-5..1e-2 log range; 0.1, the default before session 19: x2).
         stickiness: Initial preference of the schedule policy for keeping a value.
+        balance: Whether each moving head of the schedule policy also sees how far its value
+            sits above the other moving values (for a GAN: g_lr against d_lr on their log
+            scales), so it can learn to move towards a balance of the two.
         idle_wait: Seconds a worker waits before asking again while a generation finishes.
         seed: Seed of every draw. None picks one (saved with the state).
         max_retries_per_trial, max_consecutive_failed_trials, tune_new_entries,
@@ -136,6 +139,7 @@ class TrajectoryOracle(keras_tuner.Oracle):
         init_std: float = 0.25,
         step: float = 0.05,
         stickiness: float = 0.5,
+        balance: bool = False,
         idle_wait: float = 0.2,
         seed: int | None = None,
         max_retries_per_trial: int = 0,
@@ -167,7 +171,7 @@ class TrajectoryOracle(keras_tuner.Oracle):
         # Built first: they validate learning_rate & co. before keras-tuner does any work.
         self.birth_policy = HyperparameterPolicy(learning_rate=learning_rate,
                                                  entropy_coef=entropy_coef, init_std=init_std)
-        self.policy = SchedulePolicy(step=step, stickiness=stickiness)
+        self.policy = SchedulePolicy(step=step, stickiness=stickiness, balance=balance)
         super().__init__(
             objective=objective,
             max_trials=population_size * segments,

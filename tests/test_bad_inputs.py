@@ -306,6 +306,7 @@ def test_the_cli_refuses_before_training_and_leaves_the_run_alone(earlier_run, t
                         ("--elitist", ["--no-elitist"]), ("--baseline", ["--baseline", "running"]),
                         ("--reward", ["--reward", "log_ratio"]),
                         ("--birth-only", ["--birth-only", "beta_1"]),
+                        ("--balance", ["--balance"]),
                         ("--birth-at-defaults", ["--no-birth-at-defaults"])):
         with pytest.raises(SystemExit, match=f"{named}: only the trajectory strategy uses it"):
             cli_main(hc.finetune_args(earlier_run, 1) + ["--overwrite", "--strategy", "oneshot",

@@ -378,3 +378,13 @@ def test_birth_only_defaults_to_the_widths_and_can_be_extended(tmp_path):
         with pytest.raises(ValueError, match="birth_only must be a list of hyperparameter names"):
             RLHF(directory=tmp_path, birth_only=bad)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_balance_reaches_the_schedule_policy_and_survives_a_resume(tmp_path):
+    objective = keras_tuner.Objective("fid", "min")
+    assert RLHF(directory=tmp_path)._make_oracle(objective).policy.balance is False
+    oracle = RLHF(directory=tmp_path, balance=True)._make_oracle(objective)
+    assert oracle.policy.balance is True
+    resumed = RLHF(directory=tmp_path)._make_oracle(objective)
+    resumed.set_state(oracle.get_state())  # as a resumed search reads oracle.json
+    assert resumed.policy.balance is True

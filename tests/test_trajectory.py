@@ -137,18 +137,20 @@ def test_entropy_bonus_spreads_a_peaked_policy():
     assert entropy() > before + 0.01
 
 
-def test_schedule_policy_gradients_match_finite_differences():
+@pytest.mark.parametrize("balance", [False, True])
+def test_schedule_policy_gradients_match_finite_differences(balance):
     rng = np.random.default_rng(0)
-    policy = SchedulePolicy()
+    policy = SchedulePolicy(balance=balance)
     space = lr_space()
+    space.Float("d_lr", 1e-5, 1e-1, sampling="log", default=1e-3)
     space.Choice("beta_1", [0.0, 0.5, 0.9], default=0.5)
     for hp in space.space:
         policy.ensure(hp)
     for head in policy.heads.values():
         head.weights = rng.normal(size=head.weights.shape)
     state = rng.uniform(-1, 1, len(STATE_FEATURES))
-    values = {"lr": 3e-4, "beta_1": 0.5}
-    action = {"lr": 0, "beta_1": 2}
+    values = {"lr": 3e-4, "d_lr": 2e-2, "beta_1": 0.5}
+    action = {"lr": 0, "d_lr": 1, "beta_1": 2}
     analytic = policy.grad_log_prob(state, values, action)
     params = policy.parameters()
     for key, value in params.items():
@@ -161,6 +163,61 @@ def test_schedule_policy_gradients_match_finite_differences():
                 numeric[index] += sign * policy.log_prob(state, values, action) / 2e-6
         policy.set_parameters(params)
         np.testing.assert_allclose(analytic[key], numeric, atol=1e-5)
+
+
+def test_balance_lets_the_policy_learn_to_move_one_rate_towards_another():
+    """Rewarded for moving lr towards d_lr, where d_lr is anywhere: a head that sees only its
+    own value cannot tell which way is right; with `balance` it learns it."""
+    space = lr_space()
+    space.Float("d_lr", 1e-5, 1e-1, sampling="log", default=1e-3)
+    lr_hp, d_lr_hp = space.space
+
+    def train_and_score(balance: bool) -> float:
+        rng = np.random.default_rng(0)
+        policy = SchedulePolicy(stickiness=0.0, balance=balance)
+        for hp in space.space:
+            policy.ensure(hp)
+        state = np.array([1.0, 0.5, 0.0, 0.0, 0.0, 0.0])
+
+        def episode() -> tuple[dict, dict, float]:
+            # d_lr a little above or below lr at random: lr's own position says nothing.
+            start = rng.uniform(0.2, 0.8)
+            units = (start, start + rng.choice([-0.15, 0.15]))
+            values = {"lr": lr_hp.prob_to_value(units[0]), "d_lr": d_lr_hp.prob_to_value(units[1])}
+            new, action = policy.sample(state, values, ["lr"], rng)
+            towards = abs(lr_hp.value_to_prob(new["lr"]) - units[1]) < abs(units[0] - units[1])
+            return values, action, 1.0 if towards else -1.0
+
+        for _ in range(300):
+            batch = [episode() for _ in range(8)]
+            gradient = reinforce.policy_gradient(
+                [policy.grad_log_prob(state, v, a) for v, a, _ in batch],
+                [r - np.mean([b[2] for b in batch]) for _, _, r in batch])
+            policy.set_parameters(reinforce.ascent_step(policy.parameters(), gradient, {},
+                                                        2.0, 0.0))
+        return float(np.mean([episode()[2] > 0 for _ in range(400)]))
+
+    with_balance, without = train_and_score(True), train_and_score(False)
+    assert with_balance > 0.8, with_balance
+    assert without < 0.6, without
+
+
+def test_balance_is_kept_with_the_policy_state():
+    policy = SchedulePolicy(balance=True)
+    space = lr_space()
+    space.Float("d_lr", 1e-5, 1e-1, sampling="log", default=1e-3)
+    for hp in space.space:
+        policy.ensure(hp)
+    policy.heads["lr"].weights[2, -2] = 3.0  # "up" when lr sits above d_lr (the balance input)
+    state = np.array([1.0, 0.5, 0.0, 0.0, 0.0, 0.0])
+    values = {"lr": 1e-2, "d_lr": 1e-4}
+    restored = SchedulePolicy.from_state(policy.get_state())
+    assert restored.balance is True
+    probs = restored.summary(state, values)["lr"]
+    assert probs == policy.summary(state, values)["lr"]
+    assert probs["up"] > 0.8  # the balance input reached the head
+    with pytest.raises(ValueError, match="balance must be True or False"):
+        SchedulePolicy(balance="yes")
 
 
 # ---------------------------------------------------------------------------- the oracle
