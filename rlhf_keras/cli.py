@@ -107,10 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
                           help="Hyperparameters fixed when a member is born, never changed by "
                           "the schedule policy (trajectory; default: g_width d_width, which "
                           "change the networks' shapes).")
-    finetune.add_argument("--balance", action=argparse.BooleanOptionalAction, default=None,
+    finetune.add_argument("--balance", type=float, default=None, metavar="K",
                           help="The schedule policy's learning-rate moves also see g_lr "
-                          "against d_lr, so it can learn to move towards a balance of the "
-                          "two (trajectory; default off).")
+                          "against d_lr, starting with weight K towards each other (0: "
+                          "none), learned from there (trajectory; default off).")
     finetune.add_argument("--birth-at-defaults", action=argparse.BooleanOptionalAction,
                           default=None,
                           help="The first member is born at the search space's defaults, "
@@ -283,7 +283,7 @@ def finetune(args: argparse.Namespace) -> int:
     if args.budget is not None:
         _positive("--budget", args.budget)
     from rlhf_keras.policy import check_init_std, check_positive
-    from rlhf_keras.schedule_policy import check_step
+    from rlhf_keras.schedule_policy import check_balance, check_step
     from rlhf_keras.trajectory_oracle import (
         check_birth_only,
         check_birth_population,
@@ -302,6 +302,7 @@ def finetune(args: argparse.Namespace) -> int:
         _library_check("--init-std", check_init_std, args.init_std)
     if args.schedule_step is not None:
         _library_check("--schedule-step", check_step, args.schedule_step)
+    _library_check("--balance", check_balance, args.balance)
     if args.policy_lr is not None:
         _library_check("--policy-lr", check_positive, "learning_rate", args.policy_lr)
     # --elitist is on unless --no-elitist (TRAJECTORY_DEFAULTS).

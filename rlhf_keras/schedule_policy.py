@@ -14,9 +14,10 @@ Each head is a linear softmax, `logits = W s + c * onehot(keep)`, where `keep` i
 that leaves the value as it is and `c` (learned, starting at `stickiness`) makes keeping the
 current value the default: a schedule changes when the evidence says so, not at random.
 
-With `balance=True` a moving head also sees how far its value sits above the other moving
-values on their unit scales (for a GAN: the generator's learning rate against the
-discriminator's), so one linear head can learn to move towards a balance, not only up or down.
+With `balance=k` a moving head also sees how far its value sits above the other moving values
+on their unit scales (for a GAN: the generator's learning rate against the discriminator's),
+so one linear head can learn to move towards a balance, not only up or down. Its weight on
+that input starts at `k` towards the others (a prior, learned from there; 0: none).
 """
 
 from __future__ import annotations
@@ -109,6 +110,15 @@ def check_step(step: Any) -> None:
                          f"learning rate x2 on 1e-5..1e-2, 0.05 x1.41), got {step!r}.")
 
 
+def check_balance(balance: Any) -> None:
+    """Raises ValueError unless `balance` is None (off) or a finite number >= 0."""
+    if balance is not None and (isinstance(balance, bool) or not isinstance(balance, (int, float))
+                                or not math.isfinite(balance) or balance < 0):
+        raise ValueError(f"balance must be None (off) or a number >= 0 (the initial pull "
+                         f"of a learning rate towards the others; 0: learned from nothing), "
+                         f"got {balance!r}.")
+
+
 class SchedulePolicy:
     """pi_theta(a | s) over the mid-training hyperparameters of a search space.
 
@@ -117,22 +127,27 @@ class SchedulePolicy:
         stickiness: Initial logit bonus of keeping the current value (learned).
     """
 
-    def __init__(self, step: float = 0.05, stickiness: float = 1.0, balance: bool = False) -> None:
+    def __init__(self, step: float = 0.05, stickiness: float = 1.0,
+                 balance: float | None = None) -> None:
         check_step(step)
         if not (isinstance(stickiness, (int, float)) and math.isfinite(stickiness)):
             raise ValueError(f"stickiness must be a finite number, got {stickiness!r}.")
-        if not isinstance(balance, bool):
-            raise ValueError(f"balance must be True or False, got {balance!r}.")
+        check_balance(balance)
         self.step = float(step)
         self.initial_stickiness = float(stickiness)
-        self.balance = balance
+        self.balance = None if balance is None else float(balance)
         self.heads: dict[str, _Head] = {}
         self.updates = 0
 
     def ensure(self, hp: hp_module.HyperParameter) -> None:
         if hp.name not in self.heads:
-            n_inputs = len(STATE_FEATURES) + int(self.balance) + 1  # + the value's position
-            self.heads[hp.name] = _Head(hp, n_inputs, self.initial_stickiness)
+            seen = self.balance is not None
+            head = _Head(hp, len(STATE_FEATURES) + int(seen) + 1, self.initial_stickiness)
+            if seen and head.moves:  # the prior: down when above the others, up when below
+                column = len(STATE_FEATURES)
+                head.weights[MOVES.index(-1), column] = self.balance
+                head.weights[MOVES.index(1), column] = -self.balance
+            self.heads[hp.name] = head
 
     def _probabilities(self, name: str, state: np.ndarray,
                        values: Mapping[str, Any]) -> np.ndarray:
@@ -141,7 +156,7 @@ class SchedulePolicy:
     def _head_state(self, name: str, state: np.ndarray, values: Mapping[str, Any]) -> np.ndarray:
         """`state`, and with `balance` the head's position minus the mean of the other moving
         heads' (0 for a choice or a lone moving value)."""
-        if not self.balance:
+        if self.balance is None:
             return state
         head = self.heads[name]
         others = [h.hp.value_to_prob(values[n]) for n, h in self.heads.items()
@@ -237,7 +252,7 @@ class SchedulePolicy:
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> SchedulePolicy:
         policy = cls(step=state["step"], stickiness=state["stickiness"],
-                     balance=state.get("balance", False))  # older state files: no balance
+                     balance=state.get("balance"))  # older state files: no balance
         policy.updates = int(state["updates"])
         policy.heads = {name: _Head.from_state(h) for name, h in state["heads"].items()}
         return policy

@@ -110,9 +110,10 @@ class TrajectoryOracle(keras_tuner.Oracle):
         step: How far one move shifts a continuous hyperparameter on its unit scale (0.05:
             x1.41 on a 1e-5..1e-2 log range; 0.1, the default before session 19: x2).
         stickiness: Initial preference of the schedule policy for keeping a value.
-        balance: Whether each moving head of the schedule policy also sees how far its value
-            sits above the other moving values (for a GAN: g_lr against d_lr on their log
-            scales), so it can learn to move towards a balance of the two.
+        balance: None (off), or each moving head of the schedule policy also sees how far
+            its value sits above the other moving values (for a GAN: g_lr against d_lr on
+            their log scales), starting with this weight towards them (0: none), so it can
+            learn to move towards a balance of the two or away from it.
         idle_wait: Seconds a worker waits before asking again while a generation finishes.
         seed: Seed of every draw. None picks one (saved with the state).
         max_retries_per_trial, max_consecutive_failed_trials, tune_new_entries,
@@ -139,7 +140,7 @@ class TrajectoryOracle(keras_tuner.Oracle):
         init_std: float = 0.25,
         step: float = 0.05,
         stickiness: float = 0.5,
-        balance: bool = False,
+        balance: float | None = None,
         idle_wait: float = 0.2,
         seed: int | None = None,
         max_retries_per_trial: int = 0,

@@ -298,6 +298,8 @@ def test_the_cli_refuses_before_training_and_leaves_the_run_alone(earlier_run, t
     with pytest.raises(SystemExit, match="--plateau-decay: .*pass elitist=True"):
         cli_main(hc.finetune_args(earlier_run, 1) + ["--overwrite", "--no-elitist",
                                                      "--plateau-decay", "0.5"])
+    with pytest.raises(SystemExit, match=r"--balance: balance must be None \(off\) or a number"):
+        cli_main(hc.finetune_args(earlier_run, 1) + ["--overwrite", "--balance", "-1"])
     with pytest.raises(SystemExit, match=r"--birth-only: birth_only names \['beta_2'\], not in "
                                          r"the search space \(g_lr, d_lr, .*beta_1"):
         cli_main(hc.finetune_args(earlier_run, 1) + ["--overwrite", "--strategy", "trajectory",
@@ -306,7 +308,7 @@ def test_the_cli_refuses_before_training_and_leaves_the_run_alone(earlier_run, t
                         ("--elitist", ["--no-elitist"]), ("--baseline", ["--baseline", "running"]),
                         ("--reward", ["--reward", "log_ratio"]),
                         ("--birth-only", ["--birth-only", "beta_1"]),
-                        ("--balance", ["--balance"]),
+                        ("--balance", ["--balance", "0"]),
                         ("--birth-at-defaults", ["--no-birth-at-defaults"])):
         with pytest.raises(SystemExit, match=f"{named}: only the trajectory strategy uses it"):
             cli_main(hc.finetune_args(earlier_run, 1) + ["--overwrite", "--strategy", "oneshot",

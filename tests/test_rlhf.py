@@ -382,9 +382,9 @@ def test_birth_only_defaults_to_the_widths_and_can_be_extended(tmp_path):
 
 def test_balance_reaches_the_schedule_policy_and_survives_a_resume(tmp_path):
     objective = keras_tuner.Objective("fid", "min")
-    assert RLHF(directory=tmp_path)._make_oracle(objective).policy.balance is False
-    oracle = RLHF(directory=tmp_path, balance=True)._make_oracle(objective)
-    assert oracle.policy.balance is True
+    assert RLHF(directory=tmp_path)._make_oracle(objective).policy.balance is None
+    oracle = RLHF(directory=tmp_path, balance=2.0)._make_oracle(objective)
+    assert oracle.policy.balance == 2.0
     resumed = RLHF(directory=tmp_path)._make_oracle(objective)
     resumed.set_state(oracle.get_state())  # as a resumed search reads oracle.json
-    assert resumed.policy.balance is True
+    assert resumed.policy.balance == 2.0

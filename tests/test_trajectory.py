@@ -137,7 +137,7 @@ def test_entropy_bonus_spreads_a_peaked_policy():
     assert entropy() > before + 0.01
 
 
-@pytest.mark.parametrize("balance", [False, True])
+@pytest.mark.parametrize("balance", [None, 0.0, 2.0])
 def test_schedule_policy_gradients_match_finite_differences(balance):
     rng = np.random.default_rng(0)
     policy = SchedulePolicy(balance=balance)
@@ -174,7 +174,7 @@ def test_balance_lets_the_policy_learn_to_move_one_rate_towards_another():
 
     def train_and_score(balance: bool) -> float:
         rng = np.random.default_rng(0)
-        policy = SchedulePolicy(stickiness=0.0, balance=balance)
+        policy = SchedulePolicy(stickiness=0.0, balance=0.0 if balance else None)
         for hp in space.space:
             policy.ensure(hp)
         state = np.array([1.0, 0.5, 0.0, 0.0, 0.0, 0.0])
@@ -202,22 +202,35 @@ def test_balance_lets_the_policy_learn_to_move_one_rate_towards_another():
     assert without < 0.6, without
 
 
-def test_balance_is_kept_with_the_policy_state():
-    policy = SchedulePolicy(balance=True)
+def test_balance_starts_pulling_each_rate_towards_the_other_and_is_kept_with_the_policy():
+    state = np.array([1.0, 0.5, 0.0, 0.0, 0.0, 0.0])
+    space = lr_space()
+    space.Float("d_lr", 1e-5, 1e-1, sampling="log", default=1e-3)
+    pulled = SchedulePolicy(balance=5.0)
+    for hp in space.space:
+        pulled.ensure(hp)
+    above = pulled.summary(state, {"lr": 1e-2, "d_lr": 1e-4})  # lr 2 decades above d_lr
+    assert above["lr"]["down"] > 0.6 > 0.1 > above["lr"]["up"]
+    assert above["d_lr"]["up"] > 0.6 > 0.1 > above["d_lr"]["down"]
+    level = pulled.summary(state, {"lr": 1e-3, "d_lr": 1e-3})
+    assert level["lr"]["up"] == pytest.approx(level["lr"]["down"])  # no pull at the balance
+    for bad in (True, -1.0, math.inf, "5"):
+        with pytest.raises(ValueError, match=r"balance must be None \(off\) or a number >= 0"):
+            SchedulePolicy(balance=bad)
+
+    policy = SchedulePolicy(balance=0.0)
     space = lr_space()
     space.Float("d_lr", 1e-5, 1e-1, sampling="log", default=1e-3)
     for hp in space.space:
         policy.ensure(hp)
-    policy.heads["lr"].weights[2, -2] = 3.0  # "up" when lr sits above d_lr (the balance input)
+    policy.heads["lr"].weights[2, -2] = 6.0  # "up" when lr sits above d_lr (the balance input)
     state = np.array([1.0, 0.5, 0.0, 0.0, 0.0, 0.0])
     values = {"lr": 1e-2, "d_lr": 1e-4}
     restored = SchedulePolicy.from_state(policy.get_state())
-    assert restored.balance is True
+    assert restored.balance == 0.0
     probs = restored.summary(state, values)["lr"]
     assert probs == policy.summary(state, values)["lr"]
     assert probs["up"] > 0.8  # the balance input reached the head
-    with pytest.raises(ValueError, match="balance must be True or False"):
-        SchedulePolicy(balance="yes")
 
 
 # ---------------------------------------------------------------------------- the oracle
