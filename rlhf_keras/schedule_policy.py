@@ -125,6 +125,8 @@ class SchedulePolicy:
     Args:
         step: How far one move shifts a continuous hyperparameter on its unit scale.
         stickiness: Initial logit bonus of keeping the current value (learned).
+        balance: None, or each moving head also sees its value minus the other moving
+            values', with this initial weight towards them (module docstring).
     """
 
     def __init__(self, step: float = 0.05, stickiness: float = 1.0,
