@@ -193,32 +193,33 @@ class SchedulePolicy:
                          for n, i in action.items()))
 
     # ---------------------------------------------------------------- gradients
+    def _head_grads(self, name: str, state: np.ndarray, values: Mapping[str, Any],
+                    dlogits_of: Any) -> dict[str, np.ndarray]:
+        """Chains d(.)/d logits = `dlogits_of(probs)` back to the head's W and c
+        (logits = W x + c * onehot(keep), so dW = outer(dlogits, x) and dc = dlogits[keep])."""
+        head = self.heads[name]
+        value = values[name]
+        head_state = self._head_state(name, state, values)
+        dlogits = dlogits_of(head.probabilities(head_state, value))
+        keep = head.keep_index(value)
+        return {f"{name}/W": np.outer(dlogits, head.inputs(head_state, value)),
+                f"{name}/c": np.array(dlogits[keep] if keep >= 0 else 0.0)}
+
     def grad_log_prob(self, state: np.ndarray, values: Mapping[str, Any],
                       action: Mapping[str, int]) -> dict[str, np.ndarray]:
         """grad_theta log pi(a | s) per parameter block (`"<name>/W"`, `"<name>/c"`)."""
-        grads = {}
+        grads: dict[str, np.ndarray] = {}
         for name, index in action.items():
-            head = self.heads[name]
-            value = values[name]
-            head_state = self._head_state(name, state, values)
-            dlogits = categorical_grad_log_prob(head.probabilities(head_state, value), index)
-            grads[f"{name}/W"] = np.outer(dlogits, head.inputs(head_state, value))
-            keep = head.keep_index(value)
-            grads[f"{name}/c"] = np.array(dlogits[keep] if keep >= 0 else 0.0)
+            grads.update(self._head_grads(
+                name, state, values, lambda probs, i=index: categorical_grad_log_prob(probs, i)))
         return grads
 
     def grad_entropy(self, state: np.ndarray, values: Mapping[str, Any],
                      names: Sequence[str]) -> dict[str, np.ndarray]:
         """grad_theta H(pi(. | s)) per parameter block."""
-        grads = {}
+        grads: dict[str, np.ndarray] = {}
         for name in names:
-            head = self.heads[name]
-            value = values[name]
-            head_state = self._head_state(name, state, values)
-            dlogits = categorical_grad_entropy(head.probabilities(head_state, value))
-            grads[f"{name}/W"] = np.outer(dlogits, head.inputs(head_state, value))
-            keep = head.keep_index(value)
-            grads[f"{name}/c"] = np.array(dlogits[keep] if keep >= 0 else 0.0)
+            grads.update(self._head_grads(name, state, values, categorical_grad_entropy))
         return grads
 
     def parameters(self) -> dict[str, np.ndarray]:
