@@ -80,6 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
                           help="Members born; after one segment the best --population go on "
                           "(trajectory). Default: twice --population where the budget leaves "
                           "room; --birth-population equal to --population: no screening.")
+    finetune.add_argument("--evaluations-per-segment", type=int, default=None, metavar="K",
+                          help="Score each segment's GAN at K evenly spaced points and end the "
+                          "segment at the best (weights and optimizer state); costs "
+                          "evaluation time, not training steps (trajectory; default 1: at "
+                          "its end only).")
     # Default None: the default search space's own g_ema (0.999), not a second copy of it.
     _add_g_ema_arg(finetune, "every trial's GAN samples from (g_ema, fixed in the space)",
                    default=None)
@@ -280,8 +285,10 @@ def finetune(args: argparse.Namespace) -> int:
     for name in ("trials", "epochs_per_trial", "batch_size", "latent_dim", "population",
                  "segments"):
         _positive("--" + name.replace("_", "-"), getattr(args, name))
-    if args.budget is not None:
-        _positive("--budget", args.budget)
+    for flag, value in (("--budget", args.budget),
+                        ("--evaluations-per-segment", args.evaluations_per_segment)):
+        if value is not None:
+            _positive(flag, value)
     from rlhf_keras.policy import check_init_std, check_positive
     from rlhf_keras.schedule_policy import check_balance, check_step
     from rlhf_keras.trajectory_oracle import (
@@ -314,6 +321,7 @@ def finetune(args: argparse.Namespace) -> int:
                             ("--plateau-decay", args.plateau_decay),
                             ("--reward", args.reward), ("--birth-only", args.birth_only),
                             ("--balance", args.balance),
+                            ("--evaluations-per-segment", args.evaluations_per_segment),
                             ("--birth-at-defaults", args.birth_at_defaults)):
             if value is not None:
                 raise SystemExit(f"rlhf-keras: error: {flag}: only the trajectory strategy "
@@ -347,6 +355,7 @@ def finetune(args: argparse.Namespace) -> int:
         segments=args.segments,
         final_population=args.final_population,
         birth_population=args.birth_population,
+        evaluations_per_segment=args.evaluations_per_segment or 1,
         max_trials=args.trials,
         epochs_per_trial=args.epochs_per_trial,
         batch_size=args.batch_size,

@@ -97,6 +97,10 @@ class RLHF:
             `population_size` go on, inside the same budget. None: `default_birth_population`,
             twice `population_size` where the budget leaves room; `population_size`: no
             screening.
+        evaluations_per_segment: Points of each segment at which its GAN is scored
+            (trajectory); the segment ends at the best of them, weights and optimizer state,
+            and is scored there (`BestPointOfSegment`). 1: scored at its end only. More
+            evaluations cost evaluation time, not training steps.
         max_trials: Number of GANs to train (oneshot).
         epochs_per_trial: Training epochs of each trial (oneshot without a budget).
         batch_size: Batch size (unless the space tunes `batch_size`).
@@ -126,6 +130,7 @@ class RLHF:
         segments: int = 8,
         final_population: int | None = None,
         birth_population: int | None = None,
+        evaluations_per_segment: int = 1,
         max_trials: int = 8,
         epochs_per_trial: int = 10,
         batch_size: int = 64,
@@ -149,6 +154,7 @@ class RLHF:
         for name, value in (("max_trials", max_trials), ("epochs_per_trial", epochs_per_trial),
                             ("batch_size", batch_size), ("population_size", population_size),
                             ("segments", segments),
+                            ("evaluations_per_segment", evaluations_per_segment),
                             ("budget_steps", 1 if budget_steps is None else budget_steps)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}.")
@@ -169,7 +175,16 @@ class RLHF:
                 f"{'segments' if strategy == 'trajectory' else 'trials'} it must be split into; "
                 "raise budget_steps or lower population_size/segments (max_trials)."
             )
+        steps_per_trial = None if budget_steps is None else budget_steps // units
+        if evaluations_per_segment > 1 and (strategy != "trajectory"
+                                            or evaluations_per_segment > steps_per_trial):
+            raise ValueError(
+                f"evaluations_per_segment={evaluations_per_segment} needs "
+                + ("strategy='trajectory'" if strategy != "trajectory" else
+                   f"segments of at least as many steps; they have {steps_per_trial}")
+                + ": lower evaluations_per_segment, or raise budget_steps.")
         self.strategy = strategy
+        self.evaluations_per_segment = evaluations_per_segment
         self.budget_steps = budget_steps
         self.population_size = population_size
         self.segments = segments
@@ -177,7 +192,7 @@ class RLHF:
         self.birth_population = birth_population
         self.max_trials = population_size * segments if strategy == "trajectory" else max_trials
         # Steps of one trial (a segment, or a whole one-shot trial) under a step budget.
-        self.steps_per_trial = None if budget_steps is None else budget_steps // units
+        self.steps_per_trial = steps_per_trial
         self.epochs_per_trial = epochs_per_trial
         self.batch_size = batch_size
         self.data = data
@@ -244,6 +259,12 @@ class RLHF:
         if source is None:
             source = info.name
         objective = self._objective(info)
+        if self.evaluations_per_segment > 1 and objective.name not in ("fid", "score"):
+            raise ValueError(
+                f"evaluations_per_segment={self.evaluations_per_segment} compares points of a "
+                f"segment by the objective, which must be 'fid' or 'score' (what "
+                f"metrics.quality measures), not {objective.name!r}: use objective='auto', or "
+                "evaluations_per_segment=1.")
         batch_sizes = [self.batch_size]
         for hp in self.search_space.space:
             if hp.name == "batch_size":
@@ -266,6 +287,8 @@ class RLHF:
                 d_steps=base.d_steps,
                 loss=base.loss_name,
                 steps_per_segment=self.steps_per_trial,
+                evaluations_per_segment=self.evaluations_per_segment,
+                objective=objective,
             )
             self.tuner = GANTuner(
                 oracle=oracle,
@@ -374,6 +397,8 @@ class RLHF:
             for name in ("final_population", "birth_population"):
                 if getattr(self, name) != self.population_size:
                     fingerprint[name] = getattr(self, name)
+        if self.evaluations_per_segment > 1:  # likewise: runs without it keep their mark
+            fingerprint["evaluations_per_segment"] = self.evaluations_per_segment
         if self.oracle_kwargs.get("rungs") is not None:
             fingerprint["rungs"] = [int(r) for r in self.oracle_kwargs["rungs"]]
         state_key = TRAJECTORY_KEY if self.strategy == "trajectory" else "reinforce"

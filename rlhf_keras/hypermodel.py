@@ -11,6 +11,7 @@ import keras_tuner
 from rlhf_keras import data as data_module
 from rlhf_keras import metrics
 from rlhf_keras.architectures import scale_widths
+from rlhf_keras.compat import model_optimizers
 from rlhf_keras.gan import GAN, LOSSES, is_ema_momentum
 
 SUPPORTED_HYPERPARAMETERS = {
@@ -101,6 +102,69 @@ def _values(hp: keras_tuner.HyperParameters, name: str) -> list[Any]:
     return [entry.value]
 
 
+class BestPointOfSegment(keras.callbacks.Callback):
+    """Scores a GAN at `evaluations` evenly spaced points of a one-epoch segment and ends the
+    segment at the best of them.
+
+    A GAN trained at high learning rates oscillates: two segments from the same parent at the
+    same rates ended at FID 26.8 and 110 (`benchmarks/RESULTS.md`, session 32), so where a
+    segment happens to stop decides much of its score. Like `EarlyStopping(
+    restore_best_weights=True)` within one epoch: at the epoch's end the model's weights and
+    both optimizers' state are put back as they were at the best evaluation, before
+    keras-tuner's checkpoint (`SaveBestEpoch`) saves them, so the trial's score is that point's
+    and the next segment continues from it. Put it before keras-tuner's callbacks. A diverged
+    segment (non-finite losses) is left as it ended, to be scored as diverged.
+
+    Args:
+        data: What `metrics.quality` scores against.
+        steps: The segment's steps (its one epoch's batches).
+        evaluations: Points scored, the segment's end among them; 1 scores the end only.
+        objective: The search's objective; its name must be a key of `metrics.quality`.
+    """
+
+    def __init__(self, data: Any, steps: int, evaluations: int,
+                 objective: keras_tuner.Objective) -> None:
+        super().__init__()
+        self.data = data
+        self.objective = objective
+        self.steps = steps
+        # Batches after which a point is scored; the last, the segment's end, in on_epoch_end.
+        self.points = {round(steps * i / evaluations) for i in range(1, evaluations)}
+        self.quality: dict[str, float] | None = None  # the best point's, once the epoch ends
+        self.best_batch: int | None = None
+        self.scores: list[tuple[int, float]] = []  # (batches trained, objective) per point
+        self._snapshot: list[Any] | None = None
+
+    def _variables(self) -> list[Any]:
+        optimizers = model_optimizers(self.model).values()
+        return list(self.model.weights) + [v for opt in optimizers for v in opt.variables]
+
+    def _score(self, batches: int) -> None:
+        result = {k: float(v) for k, v in metrics.quality(self.model, self.data, seed=0).items()}
+        value = result[self.objective.name]
+        self.scores.append((batches, value))
+        best = math.nan if self.quality is None else self.quality[self.objective.name]
+        if not math.isfinite(best) or (math.isfinite(value)
+                                       and self.objective.better_than(value, best)):
+            self.quality, self.best_batch = result, batches
+            if batches != self.steps:  # the end needs no copy: training stops there
+                self._snapshot = [keras.ops.convert_to_numpy(v) for v in self._variables()]
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        if batch + 1 in self.points:
+            self._score(batch + 1)
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if not all(math.isfinite(float(v)) for v in (logs or {}).values()):
+            self.quality = None  # diverged: scored as such by the HyperModel
+            return
+        self._score(self.steps)
+        if self.best_batch != self.steps:  # an earlier point was better: go back to it
+            for variable, value in zip(self._variables(), self._snapshot, strict=True):
+                variable.assign(value)
+        self._snapshot = None
+
+
 class GANHyperModel(keras_tuner.HyperModel):
     """Builds and trains one trial's GAN from a base generator/discriminator pair.
 
@@ -120,6 +184,10 @@ class GANHyperModel(keras_tuner.HyperModel):
             its parent); None: trials train for `epochs`. Segments shorter than
             `XLA_MIN_SEGMENT_STEPS` train without XLA, whose compile would cost more than it
             saves.
+        evaluations_per_segment: Points of each segment scored; the segment ends at the best
+            one (`BestPointOfSegment`). 1: scored at its end only.
+        objective: The search's objective, which compares those points (needed when
+            `evaluations_per_segment` > 1).
     """
 
     def __init__(
@@ -135,6 +203,8 @@ class GANHyperModel(keras_tuner.HyperModel):
         d_steps: int = 1,
         loss: str = "non_saturating",
         steps_per_segment: int | None = None,
+        evaluations_per_segment: int = 1,
+        objective: keras_tuner.Objective | None = None,
     ) -> None:
         super().__init__(name="gan")
         self.generator = generator
@@ -148,7 +218,10 @@ class GANHyperModel(keras_tuner.HyperModel):
         self.d_steps = d_steps
         self.loss = loss
         self.steps_per_segment = steps_per_segment
+        self.evaluations_per_segment = evaluations_per_segment
+        self.objective = objective
         self.last_model: GAN | None = None  # the GAN `fit` trained last, for the tuner
+        self.last_best_point: BestPointOfSegment | None = None  # its points, when scored
         self.trial_seed = seed  # set by GANTuner before each trial is built
         self.trial_id: str | None = None  # likewise
 
@@ -190,14 +263,21 @@ class GANHyperModel(keras_tuner.HyperModel):
         dataset, _ = data_module.load(
             self.data, batch_size=batch_size, seed=model.seed, shape=model.data_shape
         )
-        callbacks = [keras.callbacks.TerminateOnNaN(), *kwargs.pop("callbacks", [])]
+        callbacks = [keras.callbacks.TerminateOnNaN()]
         kwargs.setdefault("epochs", self.epochs)
         kwargs.setdefault("shuffle", False)  # the dataset is already shuffled, with a seed
         steps = self._segment_steps(hp)
+        best_point = None
         if steps:  # a trajectory segment: one "epoch" of exactly `steps` batches
             dataset = dataset.repeat()
             kwargs["steps_per_epoch"] = steps
+            if self.evaluations_per_segment > 1:
+                best_point = BestPointOfSegment(self.data, steps, self.evaluations_per_segment,
+                                                self.objective)
+                callbacks.append(best_point)
+        callbacks += kwargs.pop("callbacks", [])  # keras-tuner's checkpoint sees the best point
         self.last_model = model
+        self.last_best_point = best_point
         history = model.fit(dataset, *args, callbacks=callbacks, **kwargs).history
         last = {name: float(values[-1]) for name, values in history.items() if values}
         result = {name: last[name] for name in ("d_loss", "g_loss", "r_g", "r_d", "d_real",
@@ -206,7 +286,8 @@ class GANHyperModel(keras_tuner.HyperModel):
         if not all(math.isfinite(v) for v in last.values()):
             # keras-tuner marks a NaN objective as failed; the oracle gives it the penalty.
             return {**result, "fid": math.nan, "score": math.nan, "diverged": 1.0}
-        quality = metrics.quality(model, self.data, seed=0)
+        quality = best_point.quality if best_point and best_point.quality else (
+            metrics.quality(model, self.data, seed=0))
         return {**result, **{k: float(v) for k, v in quality.items()}, "diverged": 0.0}
 
     def _segment_steps(self, hp: keras_tuner.HyperParameters) -> int | None:

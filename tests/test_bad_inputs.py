@@ -277,6 +277,8 @@ def test_the_cli_refuses_before_training_and_leaves_the_run_alone(earlier_run, t
     assert "holds a different search" in err and "--overwrite" in err
     with pytest.raises(SystemExit, match="--trials must be > 0"):
         cli_main(hc.finetune_args(earlier_run, 0))
+    with pytest.raises(SystemExit, match="--evaluations-per-segment must be > 0"):
+        cli_main(hc.finetune_args(earlier_run, 1) + ["--evaluations-per-segment", "0"])
     for final in ("5", "0"):
         message = rf"--final-population: .*int in \[1, population_size=4\], got {final}"
         with pytest.raises(SystemExit, match=message):
@@ -309,6 +311,7 @@ def test_the_cli_refuses_before_training_and_leaves_the_run_alone(earlier_run, t
                         ("--reward", ["--reward", "log_ratio"]),
                         ("--birth-only", ["--birth-only", "beta_1"]),
                         ("--balance", ["--balance", "0"]),
+                        ("--evaluations-per-segment", ["--evaluations-per-segment", "2"]),
                         ("--birth-at-defaults", ["--no-birth-at-defaults"])):
         with pytest.raises(SystemExit, match=f"{named}: only the trajectory strategy uses it"):
             cli_main(hc.finetune_args(earlier_run, 1) + ["--overwrite", "--strategy", "oneshot",

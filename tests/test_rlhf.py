@@ -207,6 +207,50 @@ def test_segments_too_short_to_repay_a_compile_train_the_article_mlp_without_xla
 
 
 
+class SeenAtEpochEnd(keras.callbacks.Callback):
+    """Records the generator optimizer's step count when the epoch ends."""
+
+    def __init__(self, seen: list[int]) -> None:
+        super().__init__()
+        self.seen = seen
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seen.append(int(self.model.g_optimizer.iterations.numpy()))
+
+
+def test_a_segment_ends_at_its_best_scored_point_with_that_points_optimizer_state():
+    """Scored at 4 points of a 200-step segment, the GAN is put back to the best of them:
+    the model then scores what that point scored, and its optimizers' step counters read the
+    steps trained up to it. With direction "min" the best point of a GAN trained from scratch
+    is an early one, so the way back is exercised."""
+    from rlhf_keras import metrics
+
+    generator, discriminator = architectures.small_mlp(data_shape=(2,), latent_dim=8)
+    segment = default_search_space()
+    segment.Fixed("tuner/epochs", 1)
+    for direction in ("min", "max"):
+        objective = keras_tuner.Objective("score", direction)
+        hypermodel = GANHyperModel(generator, discriminator, latent_dim=8, pretrained=False,
+                                   data="ring8", batch_size=64, epochs=1, seed=0,
+                                   steps_per_segment=200, evaluations_per_segment=4,
+                                   objective=objective)
+        gan = hypermodel.build(segment)
+        seen = []
+        result = hypermodel.fit(segment, gan, callbacks=[SeenAtEpochEnd(seen)], verbose=0)
+        scores = hypermodel.last_best_point.scores
+        assert [batches for batches, _ in scores] == [50, 100, 150, 200]
+        pick = min if direction == "min" else max
+        best_batches, best_score = pick(scores, key=lambda point: point[1])
+        assert result["score"] == best_score
+        assert metrics.quality(gan, "ring8", seed=0)["score"] == pytest.approx(best_score)
+        assert int(gan.g_optimizer.iterations.numpy()) == best_batches
+        assert int(gan.d_optimizer.iterations.numpy()) == best_batches
+        # Callbacks after it (keras-tuner's checkpoint) see the point put back.
+        assert seen == [best_batches]
+        if direction == "min":
+            assert best_batches < 200
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -214,6 +258,11 @@ def test_segments_too_short_to_repay_a_compile_train_the_article_mlp_without_xla
         ({"epochs_per_trial": -1}, "epochs_per_trial must be a positive integer"),
         ({"search_space": keras_tuner.HyperParameters()}, "The search space is empty"),
         ({"search_space": "lr"}, "must be a keras_tuner.HyperParameters"),
+        ({"evaluations_per_segment": 0}, "evaluations_per_segment must be a positive integer"),
+        ({"evaluations_per_segment": 2, "strategy": "oneshot"},
+         r"evaluations_per_segment=2 needs strategy='trajectory'"),
+        ({"evaluations_per_segment": 20, "budget_steps": 64, "population_size": 2,
+          "segments": 2}, "segments of at least as many steps; they have 16"),
     ],
 )
 def test_bad_arguments_fail_at_construction(kwargs, message):
@@ -342,6 +391,38 @@ def test_a_member_can_switch_its_weight_average_mid_training(trajectory_search):
     assert switched
     best_row = max(rows, key=lambda r: r["score"])
     assert best.ema_momentum == best_row["values"]["g_ema"]
+
+
+def test_every_segment_is_saved_and_scored_at_its_best_point(tmp_path):
+    """With evaluations_per_segment, keras-tuner's checkpoint of each segment is its best
+    point: reloaded, every trial scores what results.json says it scored, and the next
+    segment continues from there."""
+    from rlhf_keras import metrics
+
+    rlhf = RLHF(search_space=small_space(), budget_steps=400, population_size=2, segments=2,
+                birth_population=2, evaluations_per_segment=4, batch_size=256, data="ring8",
+                directory=tmp_path, seed=0, verbose=0)
+    rlhf.finetune(ring_gan())
+    rows = {r["trial_id"]: r for r in rlhf.results}
+    assert len(rows) == 4
+    for trial in rlhf.tuner.oracle.trials.values():
+        model = rlhf.tuner.load_model(trial)
+        assert metrics.quality(model, "ring8", seed=0)["score"] == pytest.approx(
+            rows[trial.trial_id]["score"])
+        # Steps trained up to its best point: on a point of this segment, after the parent's.
+        steps = int(model.g_optimizer.iterations)
+        assert steps % 25 == 0 and 0 < steps <= (rows[trial.trial_id]["segment"] + 1) * 100
+    fingerprint = json.loads((tmp_path / "rlhf" / "search.json").read_text())
+    assert fingerprint["evaluations_per_segment"] == 4
+
+
+def test_points_of_a_segment_are_compared_by_a_measured_objective_only(tmp_path):
+    rlhf = RLHF(search_space=small_space(), budget_steps=400, population_size=2, segments=2,
+                evaluations_per_segment=2, objective="r_g", data="ring8",
+                directory=tmp_path / "runs")
+    with pytest.raises(ValueError, match=r"must be 'fid' or 'score'.*not 'r_g'"):
+        rlhf.finetune(ring_gan())
+    assert not (tmp_path / "runs").exists()
 
 
 def test_a_cut_population_spends_the_same_budget_on_longer_lineages(tmp_path):
