@@ -125,9 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "mean reward, a running mean of earlier generations', or the median "
                           "of the last --population earlier rewards (trajectory; default "
                           "running).")
-    finetune.add_argument("--reward", default=None, choices=["difference", "log_ratio"],
-                          help="A segment's reward: its score minus its parent's, or the log "
-                          "of their ratio (trajectory; default difference).")
+    finetune.add_argument("--reward", default=None, choices=["difference", "log_ratio", "capped"],
+                          help="A segment's reward: its score minus its parent's, the log "
+                          "of their ratio, or the difference with no loss larger than the "
+                          "parent's score (trajectory; default difference).")
     finetune.add_argument("--trials", type=int, default=8, help="Trials (oneshot).")
     finetune.add_argument("--epochs-per-trial", type=int, default=10,
                           help="Epochs per trial (oneshot without --budget).")

@@ -50,7 +50,7 @@ TrialStatus = trial_module.TrialStatus
 STATE_KEY = "trajectory"
 BASELINES = ("population", "running", "median")
 BASELINE_DECAY = 0.5  # weight of the older generations in the running baseline
-REWARDS = ("difference", "log_ratio")
+REWARDS = ("difference", "log_ratio", "capped")
 
 
 class TrajectoryOracle(keras_tuner.Oracle):
@@ -102,6 +102,11 @@ class TrajectoryOracle(keras_tuner.Oracle):
             earns what one from 400 to 200 does, so the rewards of late segments are not
             dwarfed by early ones (a birth's reward, the quality reached, is then the
             log of its score). A non-positive score counts as a failed segment.
+            `"capped"`: the difference, but no segment loses more than its parent's whole
+            score (its magnitude), for objectives whose values keep one sign: a segment
+            that takes FID from 24 to 670 loses 24 points, as one that doubles it does, so
+            one diverged segment does not drag a running baseline so far down that the
+            next generations' setbacks read as gains. Gains are untouched.
         learning_rate: Step size alpha of both policies.
         entropy_coef: Entropy bonus beta.
         init_std: The birth policy's initial std of a continuous hyperparameter, on its unit
@@ -163,8 +168,9 @@ class TrajectoryOracle(keras_tuner.Oracle):
                              "of the last population_size earlier segment rewards).")
         if reward not in REWARDS:
             raise ValueError(f"reward must be one of {REWARDS}, got {reward!r}: 'difference' "
-                             "(score minus the parent's) or 'log_ratio' (the log of their "
-                             "ratio, for positive objectives such as FID).")
+                             "(score minus the parent's), 'log_ratio' (the log of their "
+                             "ratio, for positive objectives such as FID) or 'capped' (the "
+                             "difference, no loss larger than the parent's score).")
         check_plateau_decay(plateau_decay, elitist)
         check_birth_only(birth_only)  # names only: a space may grow as trials build models
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
@@ -359,7 +365,7 @@ class TrajectoryOracle(keras_tuner.Oracle):
         """What rewards are differences of: `quality`, or for `"log_ratio"` the log of the
         score signed alike (None where the score is not positive: no log)."""
         quality = self.quality(trial_id)
-        if self.reward == "difference" or quality is None:
+        if self.reward != "log_ratio" or quality is None:
             return quality
         score = float(self.trials[trial_id].score)
         if score <= 0.0:
@@ -373,7 +379,10 @@ class TrajectoryOracle(keras_tuner.Oracle):
             quality = self._reward_quality(trial_id)
             parent = self.decisions[trial_id]["parent"]
             base = self._reward_quality(parent) if parent is not None else 0.0
-            raw.append(math.nan if quality is None or base is None else quality - base)
+            added = math.nan if quality is None or base is None else quality - base
+            if self.reward == "capped" and parent is not None and math.isfinite(added):
+                added = max(added, -abs(base))  # r >= -|q_parent|: FID at most doubled
+            raw.append(added)
         penalty = reinforce.failure_reward(raw)
         return [r if math.isfinite(r) else penalty for r in raw]
 

@@ -468,6 +468,34 @@ def test_a_median_baseline_is_not_dragged_down_by_one_diverged_segment(tmp_path,
         assert (worse > 0).all()
 
 
+@pytest.mark.parametrize("reward", ["difference", "capped"])
+def test_capped_rewards_keep_one_diverged_segment_from_dragging_the_running_baseline(tmp_path,
+                                                                                    reward):
+    oracle = TrajectoryOracle(objective=keras_tuner.Objective("score", "max"),
+                              population_size=4, segments=6, hyperparameters=lr_space(), seed=0,
+                              baseline="running", reward=reward)
+    DivergeTask(oracle=oracle, directory=str(tmp_path), project_name="c").search(verbose=0)
+    history = {h["generation"]: h for h in oracle.history}
+    diverged = min(oracle.generations[2], key=oracle.quality)
+    parent = oracle.decisions[diverged]["parent"]
+    worse = np.array(history[3]["advantages"])  # every member lost 0.5 in generation 3
+    if reward == "capped":  # it lost its parent's whole score, not 1000
+        assert 0.5 < abs(oracle.trials[parent].score) < 100
+        assert oracle.decisions[diverged]["reward"] == pytest.approx(
+            -abs(oracle.trials[parent].score))
+        assert (worse < 0).all()
+        gains = [oracle.decisions[t]["reward"] for t in oracle.generations[2] if t != diverged]
+        for trial_id in oracle.generations[2]:  # gains are the plain differences
+            if trial_id != diverged:
+                p = oracle.decisions[trial_id]["parent"]
+                assert oracle.decisions[trial_id]["reward"] == pytest.approx(
+                    oracle.trials[trial_id].score - oracle.trials[p].score)
+        assert len(gains) == 3
+    else:
+        assert oracle.decisions[diverged]["reward"] < -999.0
+        assert (worse > 0).all()
+
+
 @pytest.mark.parametrize("direction", ["max", "min"])
 def test_log_ratio_rewards_are_the_log_of_each_segments_score_ratio(tmp_path, direction):
     oracle = TrajectoryOracle(objective=keras_tuner.Objective("score", direction),
