@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     finetune.add_argument("--reward", default=None, choices=["difference", "log_ratio", "capped"],
                           help="A segment's reward: its score minus its parent's, the log "
                           "of their ratio, or the difference with no loss larger than the "
-                          "parent's score (trajectory; default difference).")
+                          "parent's score (trajectory; default capped).")
     finetune.add_argument("--trials", type=int, default=8, help="Trials (oneshot).")
     finetune.add_argument("--epochs-per-trial", type=int, default=10,
                           help="Epochs per trial (oneshot without --budget).")

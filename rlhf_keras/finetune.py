@@ -41,10 +41,11 @@ BIRTH_ONLY = ("g_width", "d_width")  # they change the networks' shapes: fixed a
 
 
 # The trajectory search's oracle defaults: a way back to the best segment, a REINFORCE
-# baseline from earlier generations (session 23) and a first birth at the space's defaults
-# (session 24); measured on MNIST, ring8 and grid25 in benchmarks/RESULTS.md.
+# baseline from earlier generations (session 23), a first birth at the space's defaults
+# (session 24) and rewards whose losses are capped at the parent's score (session 33);
+# measured on MNIST, ring8 and grid25 in benchmarks/RESULTS.md.
 TRAJECTORY_DEFAULTS: dict[str, Any] = {"elitist": True, "baseline": "running",
-                                       "birth_at_defaults": True}
+                                       "birth_at_defaults": True, "reward": "capped"}
 
 
 def default_final_population(population_size: int) -> int:
@@ -116,8 +117,9 @@ class RLHF:
         **oracle_kwargs: Passed to the oracle, `TrajectoryOracle` or `ReinforceOracle`
             (learning_rate, entropy_coef, ...). The trajectory search's own defaults,
             `TRAJECTORY_DEFAULTS`, are `elitist=True, baseline="running",
-            birth_at_defaults=True`; pass `elitist=False`, `baseline="population"` or
-            `birth_at_defaults=False` for the oracle's plain behaviour. `birth_only`
+            birth_at_defaults=True, reward="capped"`; pass `elitist=False`,
+            `baseline="population"`, `birth_at_defaults=False` or `reward="difference"` for
+            the oracle's plain behaviour. `birth_only`
             defaults to `BIRTH_ONLY` (the widths, which change the networks' shapes).
     """
 

@@ -286,18 +286,20 @@ def test_the_default_search_cuts_to_two_lineages_with_a_way_back_and_a_running_b
         tmp_path):
     """The defaults measured in benchmarks/RESULTS.md (sessions 23-24): a population of 4
     cut to its best 2 at half the budget, elitist, a running REINFORCE baseline, a first birth
-    at the space's defaults; all reach the oracle and each can be turned off."""
+    at the space's defaults, rewards with capped losses (session 33); all reach the oracle
+    and each can be turned off."""
     objective = keras_tuner.Objective("fid", "min")
     oracle = RLHF(directory=tmp_path)._make_oracle(objective)
     assert oracle.generation_sizes == [8, 4, 4, 2, 2, 2, 2, 2, 2, 2, 2]
     assert oracle.elitist is True and oracle.baseline == "running"
-    assert oracle.birth_at_defaults is True
+    assert oracle.birth_at_defaults is True and oracle.reward == "capped"
     assert RLHF(population_size=3, segments=3, directory=tmp_path).final_population == 3
     plain = RLHF(final_population=4, elitist=False, baseline="population",
-                 birth_at_defaults=False, directory=tmp_path)._make_oracle(objective)
+                 birth_at_defaults=False, reward="difference",
+                 directory=tmp_path)._make_oracle(objective)
     assert plain.generation_sizes == [8] + [4] * 6
     assert plain.elitist is False and plain.baseline == "population"
-    assert plain.birth_at_defaults is False
+    assert plain.birth_at_defaults is False and plain.reward == "difference"
     assert RLHF(strategy="oneshot", directory=tmp_path).oracle_kwargs == {}
     assert list(tmp_path.iterdir()) == []  # constructing writes nothing
 
