@@ -91,9 +91,10 @@ class GAN(keras.Model):
             momentum (0.999 averages over ~1,000 steps; 0 copies the weights), and `generate`
             samples from it. The momentum starts with a warm-up, min(momentum,
             (1 + t) / (10 + t)) at generator step t, so until t = 9 / (1 - momentum) (9,000
-            steps at 0.999) the average's mean age is t / 10 steps, whatever the momentum. Averaging smooths out the oscillation of adversarial training
-            (Yazici et al. 2019; ProGAN, StyleGAN and BigGAN sample from such an average). The
-            discriminator always trains against the generator itself. None: no average.
+            steps at 0.999) the average's mean age is t / 10 steps, whatever the momentum.
+            Averaging smooths out the oscillation of adversarial training (Yazici et al. 2019;
+            ProGAN, StyleGAN and BigGAN sample from such an average). The discriminator
+            always trains against the generator itself. None: no average.
 
     Attributes:
         data_shape: The generator's per-sample output shape, what the discriminator takes.
