@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rlhf_keras.gan import MAX_LATENT_DIM
+from rlhf_keras.trajectory_oracle import BASELINES, REWARDS
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out
 
@@ -120,12 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
                           default=None,
                           help="The first member is born at the search space's defaults, "
                           "where training without a search starts (trajectory; default on).")
-    finetune.add_argument("--baseline", default=None, choices=["population", "running", "median"],
+    finetune.add_argument("--baseline", default=None, choices=BASELINES,
                           help="The schedule policy's REINFORCE baseline: this generation's "
                           "mean reward, a running mean of earlier generations', or the median "
                           "of the last --population earlier rewards (trajectory; default "
                           "running).")
-    finetune.add_argument("--reward", default=None, choices=["difference", "log_ratio", "capped"],
+    finetune.add_argument("--reward", default=None, choices=REWARDS,
                           help="A segment's reward: its score minus its parent's, the log "
                           "of their ratio, or the difference with no loss larger than the "
                           "parent's score (trajectory; default capped).")
