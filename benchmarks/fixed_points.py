@@ -3,8 +3,9 @@
 Trains one GAN and measures FID, coverage and classifier score every `--every` steps, to see
 where a configuration peaks, whether it degrades, and what a schedule changes. A point is a list
 of changes to the articles' defaults; a schedule is phases `point@steps` separated by `;`, each
-phase changing the learning rates from then on (beta_1, widths and `g_ema`, the momentum of the
-generator's weight average that samples, are fixed at the first phase).
+phase changing the learning rates from then on (beta_1, widths, `g_ema`, the momentum of the
+generator's weight average that samples, and `g_ema_warmup`, its warm-up constant, are fixed
+at the first phase).
 
     python benchmarks/fixed_points.py "beta_1=0.0" --steps 10000 --every 1000
     python benchmarks/fixed_points.py "beta_1=0,g_lr=1e-3,g_ema=0.999" --steps 7500 --every 1250
@@ -24,7 +25,7 @@ import keras  # noqa: E402
 from rlhf_keras import GAN, architectures, data, metrics  # noqa: E402
 
 DEFAULTS = {"g_lr": 2e-4, "d_lr": 2e-4, "beta_1": 0.5, "g_width": 1.0, "d_width": 1.0,
-            "g_ema": 0.0}
+            "g_ema": 0.0, "g_ema_warmup": 10.0}
 
 
 def parse_phases(text: str, steps: int) -> list[tuple[dict[str, float], int]]:
@@ -55,7 +56,7 @@ def main() -> None:
     generator, discriminator = architectures.seed_mlp(data_shape=(784,), latent_dim=100)
     gan = GAN(architectures.scale_widths(generator, point["g_width"]),
               architectures.scale_widths(discriminator, point["d_width"]), latent_dim=100,
-              seed=args.seed, ema_momentum=point["g_ema"] or None)
+              seed=args.seed, ema_momentum=point["g_ema"] or None, ema_warmup=point["g_ema_warmup"])
     gan.compile(g_optimizer=keras.optimizers.Adam(point["g_lr"], beta_1=point["beta_1"]),
                 d_optimizer=keras.optimizers.Adam(point["d_lr"], beta_1=point["beta_1"]))
     start, done = time.time(), 0
@@ -69,7 +70,8 @@ def main() -> None:
             measures = metrics.evaluate(gan, "mnist", seed=0)
             print(f"g_lr {point['g_lr']:.3g} d_lr {point['d_lr']:.3g} beta_1 {point['beta_1']:g} "
                   f"step {done} ({time.time() - start:.0f} s): FID {measures['fid']:.1f}, "
-                  f"coverage {measures['coverage']:.3f}, "
+                  f"coverage {measures['coverage']:.3f}, precision {measures['precision']:.3f}, "
+                  f"recall {measures['recall']:.3f}, "
                   f"classifier score {measures['classifier_score']:.2f}", flush=True)
 
 

@@ -90,11 +90,16 @@ class GAN(keras.Model):
             average of the generator's weights updated after every generator step with this
             momentum (0.999 averages over ~1,000 steps; 0 copies the weights), and `generate`
             samples from it. The momentum starts with a warm-up, min(momentum,
-            (1 + t) / (10 + t)) at generator step t, so until t = 9 / (1 - momentum) (9,000
-            steps at 0.999) the average's mean age is t / 10 steps, whatever the momentum.
+            (1 + t) / (ema_warmup + t)) at generator step t, so until t = (ema_warmup - 1) /
+            (1 - momentum) (9,000 steps at 0.999 and the default warm-up) the average's mean
+            age is t / ema_warmup steps, whatever the momentum.
             Averaging smooths out the oscillation of adversarial training (Yazici et al. 2019;
             ProGAN, StyleGAN and BigGAN sample from such an average). The discriminator
             always trains against the generator itself. None: no average.
+        ema_warmup: The warm-up's constant c >= 2 in (1 + t) / (c + t):
+            tf.train.ExponentialMovingAverage's 10 by default; during the warm-up the average
+            weighs step s in proportion to s^(c - 2), so 2 averages every step so far
+            equally and a larger c keeps the average closer to the latest weights.
 
     Attributes:
         data_shape: The generator's per-sample output shape, what the discriminator takes.
@@ -114,10 +119,16 @@ class GAN(keras.Model):
         seed: int | None = None,
         sample_shape: tuple[int, ...] | None = None,
         ema_momentum: float | None = None,
+        ema_warmup: float = 10.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         check_ema_momentum(ema_momentum)
+        if isinstance(ema_warmup, bool) or not isinstance(ema_warmup, (int, float)) or not (
+                ema_warmup >= 2.0):
+            raise ValueError(f"ema_warmup must be a number >= 2 (2: every step so far weighs "
+                             f"the same; 10: tf.train.ExponentialMovingAverage's), got "
+                             f"{ema_warmup!r}.")
         for role, model in (("generator", generator), ("discriminator", discriminator)):
             if not isinstance(model, keras.Model):
                 raise TypeError(
@@ -166,6 +177,7 @@ class GAN(keras.Model):
         self.r_g_tracker = keras.metrics.Mean(name="r_g")
         self.r_d_tracker = keras.metrics.Mean(name="r_d")
         self.ema_momentum = None if ema_momentum is None else float(ema_momentum)
+        self.ema_warmup = float(ema_warmup)
         self.average_generator: keras.Model | None = None
         if self.ema_momentum is not None:
             self.average_generator = keras.models.clone_model(generator)
@@ -444,11 +456,11 @@ class GAN(keras.Model):
         return self._update_metrics(d_loss, g_loss, real_logits, fake_logits, gen_logits)
 
     def _update_average_generator(self) -> None:
-        # a <- m a + (1 - m) w, with m = min(ema_momentum, (1 + t) / (10 + t)) at generator
-        # step t: tf.train.ExponentialMovingAverage's warm-up, so that the average soon forgets
-        # the initial weights instead of holding e^-1 of them after 1 / (1 - m) steps.
+        # a <- m a + (1 - m) w, with m = min(ema_momentum, (1 + t) / (c + t)) at generator
+        # step t: tf.train.ExponentialMovingAverage's warm-up (c = 10), so that the average soon
+        # forgets the initial weights instead of holding e^-1 of them after 1 / (1 - m) steps.
         step = ops.cast(self.g_optimizer.iterations, "float32")
-        momentum = ops.minimum(self.ema_momentum, (1.0 + step) / (10.0 + step))
+        momentum = ops.minimum(self.ema_momentum, (1.0 + step) / (self.ema_warmup + step))
         pairs = zip(self.average_generator.weights, self.generator.weights, strict=True)
         for average, weight in pairs:
             if "float" in str(weight.dtype):  # not a layer's integer seed state
@@ -525,6 +537,7 @@ class GAN(keras.Model):
             "seed": self.seed,
             "sample_shape": list(self.sample_shape),
             "ema_momentum": self.ema_momentum,
+            "ema_warmup": self.ema_warmup,
         }
 
     @classmethod

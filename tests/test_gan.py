@@ -272,6 +272,30 @@ def test_ema_momentum_keeps_a_warmed_up_average_of_the_generator_that_samples(tm
     GAN(*architectures.small_mlp(data_shape=(2,), latent_dim=8), ema_momentum=np.float32(0.9))
 
 
+
+def test_ema_warmup_2_averages_every_generator_step_equally(tmp_path):
+    """With warm-up constant 2, m_t = (1 + t) / (2 + t): after t steps the average is
+    (2 w_0 + w_1 + ... + w_t) / (t + 2), the initial weights counted twice; saved with the GAN."""
+
+    keras.utils.set_random_seed(0)
+    gan = compiled(GAN(*architectures.small_mlp(data_shape=(2,), latent_dim=8), seed=0,
+                       ema_momentum=0.999, ema_warmup=2), lr=1e-2)
+    initial = _numpy(gan.generator.weights)
+    steps = StepWeights()
+    gan.fit(data.load_arrays("ring8", seed=0)[0][:256], batch_size=32, epochs=2, verbose=0,
+            callbacks=[steps])
+    t = len(steps.generator)
+    expected = [(2 * w0 + sum(step[i] for step in steps.generator)) / (t + 2)
+                for i, w0 in enumerate(initial)]
+    for got, want in zip(_numpy(gan.average_generator.weights), expected, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+    gan.save(tmp_path / "gan.keras")
+    assert keras.models.load_model(tmp_path / "gan.keras").ema_warmup == 2.0
+    for bad in (1.5, True, "10"):
+        with pytest.raises(ValueError, match=rf"ema_warmup must be a number >= 2.*got {bad!r}"):
+            GAN(*architectures.small_mlp(data_shape=(2,), latent_dim=8), ema_momentum=0.9,
+                ema_warmup=bad)
+
 # ---------------------------------------------------------------- real training
 
 
