@@ -17,6 +17,7 @@ from rlhf_keras.gan import GAN, LOSSES, is_ema_momentum
 SUPPORTED_HYPERPARAMETERS = {
     "g_lr": "generator Adam learning rate",
     "d_lr": "discriminator Adam learning rate",
+    "d_lr_ratio": "discriminator Adam learning rate as a multiple of g_lr (instead of d_lr)",
     "g_width": "generator hidden-width multiplier",
     "d_width": "discriminator hidden-width multiplier",
     "beta_1": "Adam beta_1 of both optimizers",
@@ -78,6 +79,10 @@ def check_search_space(hp: keras_tuner.HyperParameters) -> None:
             f"Unsupported hyperparameter(s) {', '.join(map(repr, unknown))} in the search space. "
             f"Supported: {supported}."
         )
+    if "d_lr" in names and "d_lr_ratio" in names:
+        raise ValueError("The search space holds both d_lr and d_lr_ratio; keep one: d_lr "
+                         "searches the discriminator's rate itself, d_lr_ratio as a multiple "
+                         "of g_lr.")
     if "g_ema" in names:
         bad = [v for v in _values(hp, "g_ema") if not is_ema_momentum(v)]
         if bad:
@@ -246,10 +251,14 @@ class GANHyperModel(keras_tuner.HyperModel):
             ema_momentum=float(hp.values["g_ema"]) if "g_ema" in hp.values else None,
         )
         beta_1 = float(value("beta_1", 0.5))
+        g_lr = float(value("g_lr", 2e-4))
+        # d_lr_ratio holds the two rates' ratio as one value a schedule can keep while g_lr moves.
+        d_lr = (g_lr * float(hp.values["d_lr_ratio"]) if "d_lr_ratio" in hp.values
+                else float(value("d_lr", 2e-4)))
         steps = self._segment_steps(hp)
         gan.compile(
-            g_optimizer=keras.optimizers.Adam(float(value("g_lr", 2e-4)), beta_1=beta_1),
-            d_optimizer=keras.optimizers.Adam(float(value("d_lr", 2e-4)), beta_1=beta_1),
+            g_optimizer=keras.optimizers.Adam(g_lr, beta_1=beta_1),
+            d_optimizer=keras.optimizers.Adam(d_lr, beta_1=beta_1),
             loss=str(value("loss", self.loss)),
             jit_compile=False if steps and steps < XLA_MIN_SEGMENT_STEPS else "auto",
         )

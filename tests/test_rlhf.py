@@ -176,6 +176,23 @@ def test_a_g_ema_outside_zero_to_one_is_refused_with_the_fix(values, tmp_path):
         default_search_space(g_ema=1.0)
 
 
+def test_d_lr_ratio_sets_the_discriminators_rate_as_a_multiple_of_the_generators(tmp_path):
+    generator, discriminator = architectures.small_mlp(data_shape=(2,), latent_dim=4)
+    hypermodel = GANHyperModel(generator, discriminator, latent_dim=4, pretrained=False,
+                               data="ring8", batch_size=64, epochs=1, seed=0)
+    hp = keras_tuner.HyperParameters()
+    hp.Fixed("g_lr", 1e-3)
+    hp.Fixed("d_lr_ratio", 0.2)
+    gan = hypermodel.build(hp)
+    assert float(gan.g_optimizer.learning_rate) == pytest.approx(1e-3)
+    assert float(gan.d_optimizer.learning_rate) == pytest.approx(2e-4)
+    both = default_search_space()
+    both.Float("d_lr_ratio", 0.05, 20, sampling="log")
+    with pytest.raises(ValueError, match="both d_lr and d_lr_ratio; keep one"):
+        RLHF(search_space=both, directory=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_the_default_space_averages_the_generator_unless_asked_not_to():
     assert default_search_space().values["g_ema"] == 0.999
     assert "g_ema" not in default_search_space(g_ema=None).values
