@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     # Default None: the default search space's own g_ema (0.999), not a second copy of it.
     _add_g_ema_arg(finetune, "every trial's GAN samples from (g_ema, fixed in the space)",
                    default=None)
+    finetune.add_argument("--d-lr-ratio", action="store_true",
+                          help="Search the discriminator's learning rate as a multiple of the "
+                          "generator's (d_lr_ratio, 0.05..20) instead of d_lr itself.")
     finetune.add_argument("--init-std", type=float, default=None,
                           help="How far the policy's first draws spread around the space's "
                           "defaults: the std of a continuous hyperparameter on its unit scale "
@@ -333,8 +336,10 @@ def finetune(args: argparse.Namespace) -> int:
     from rlhf_keras.gan import GAN
     from rlhf_keras.hypermodel import default_search_space
 
-    space = (default_search_space() if args.g_ema is None
-             else default_search_space(g_ema=args.g_ema or None))
+    space_options = {} if args.g_ema is None else {"g_ema": args.g_ema or None}
+    if args.d_lr_ratio:
+        space_options["d_lr_ratio"] = True
+    space = default_search_space(**space_options)
     if args.birth_only is not None:
         _library_check("--birth-only", check_birth_only, args.birth_only, space)
 

@@ -32,7 +32,8 @@ SUPPORTED_HYPERPARAMETERS = {
 XLA_MIN_SEGMENT_STEPS = 100
 
 
-def default_search_space(g_ema: float | None = 0.999) -> keras_tuner.HyperParameters:
+def default_search_space(g_ema: float | None = 0.999,
+                         d_lr_ratio: bool = False) -> keras_tuner.HyperParameters:
     """Learning rates (log scale around the articles' 2e-4), width multipliers and Adam beta_1,
     with the generator's weights averaged.
 
@@ -46,10 +47,16 @@ def default_search_space(g_ema: float | None = 0.999) -> keras_tuner.HyperParame
             samples from (`GAN(ema_momentum=...)`, fixed in the space), as ProGAN, StyleGAN
             and BigGAN sample; None for a space without it (trials sample from the weights).
             0.999 did better than no average on MNIST (`benchmarks/RESULTS.md`).
+        d_lr_ratio: Search the discriminator's rate as a multiple of g_lr (log scale
+            0.05..20, prior 1: the articles' equal rates) instead of `d_lr` itself, so that a
+            schedule can hold the ratio while g_lr moves.
     """
     hp = keras_tuner.HyperParameters()
     hp.Float("g_lr", 1e-5, 1e-2, sampling="log", default=2e-4)
-    hp.Float("d_lr", 1e-5, 1e-2, sampling="log", default=2e-4)
+    if d_lr_ratio:
+        hp.Float("d_lr_ratio", 0.05, 20.0, sampling="log", default=1.0)
+    else:
+        hp.Float("d_lr", 1e-5, 1e-2, sampling="log", default=2e-4)
     hp.Choice("g_width", [0.5, 1.0, 2.0], default=1.0)
     hp.Choice("d_width", [0.5, 1.0, 2.0], default=1.0)
     hp.Choice("beta_1", [0.0, 0.5], default=0.5)

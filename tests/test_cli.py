@@ -135,6 +135,7 @@ def test_finetune_evaluate_sample_and_report(tmp_path, capsys):
         "--reward",
         "log_ratio",
         "--no-birth-at-defaults",
+        "--d-lr-ratio",
     )
     assert result.returncode == 0, result.stderr
     assert "[1/4]" in result.stdout and "[4/4]" in result.stdout and "ETA" in result.stdout
@@ -145,6 +146,8 @@ def test_finetune_evaluate_sample_and_report(tmp_path, capsys):
     rows = json.loads((runs / "rlhf" / "results.json").read_text())
     assert [row["trial_id"] for row in rows] == ["0", "1", "2", "3"]
     assert not any("g_ema" in row["values"] for row in rows)  # --g-ema 0: no average
+    # --d-lr-ratio: the discriminator's rate searched as a multiple of the generator's
+    assert all("d_lr_ratio" in row["values"] and "d_lr" not in row["values"] for row in rows)
     assert keras.models.load_model(best).average_generator is None
     state = json.loads((runs / "rlhf" / "oracle.json").read_text())[TRAJECTORY_KEY]
     assert state["birth_policy"]["init_std"] == 0.1  # --init-std reached the birth policy

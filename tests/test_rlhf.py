@@ -186,6 +186,10 @@ def test_d_lr_ratio_sets_the_discriminators_rate_as_a_multiple_of_the_generators
     gan = hypermodel.build(hp)
     assert float(gan.g_optimizer.learning_rate) == pytest.approx(1e-3)
     assert float(gan.d_optimizer.learning_rate) == pytest.approx(2e-4)
+    space = default_search_space(d_lr_ratio=True)
+    assert [e.name for e in space.space][:2] == ["g_lr", "d_lr_ratio"]
+    assert space.values["d_lr_ratio"] == 1.0  # the prior: the articles' equal rates
+    assert float(hypermodel.build(space).d_optimizer.learning_rate) == pytest.approx(2e-4)
     both = default_search_space()
     both.Float("d_lr_ratio", 0.05, 20, sampling="log")
     with pytest.raises(ValueError, match="both d_lr and d_lr_ratio; keep one"):
