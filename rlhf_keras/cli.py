@@ -337,9 +337,7 @@ def finetune(args: argparse.Namespace) -> int:
     from rlhf_keras.hypermodel import default_search_space
 
     space_options = {} if args.g_ema is None else {"g_ema": args.g_ema or None}
-    if args.d_lr_ratio:
-        space_options["d_lr_ratio"] = True
-    space = default_search_space(**space_options)
+    space = default_search_space(d_lr_ratio=args.d_lr_ratio, **space_options)
     if args.birth_only is not None:
         _library_check("--birth-only", check_birth_only, args.birth_only, space)
 
