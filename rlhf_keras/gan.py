@@ -98,8 +98,9 @@ class GAN(keras.Model):
             always trains against the generator itself. None: no average.
         ema_warmup: The warm-up's constant c >= 2 in (1 + t) / (c + t):
             tf.train.ExponentialMovingAverage's 10 by default; during the warm-up the average
-            weighs step s in proportion to s^(c - 2), so 2 averages every step so far
-            equally and a larger c keeps the average closer to the latest weights.
+            weighs step s in proportion to s^(c - 2), so 2 weighs every step so far alike
+            (the initial weights twice) and a larger c keeps the average closer to the
+            latest weights.
 
     Attributes:
         data_shape: The generator's per-sample output shape, what the discriminator takes.

@@ -272,7 +272,6 @@ def test_ema_momentum_keeps_a_warmed_up_average_of_the_generator_that_samples(tm
     GAN(*architectures.small_mlp(data_shape=(2,), latent_dim=8), ema_momentum=np.float32(0.9))
 
 
-
 def test_ema_warmup_2_averages_every_generator_step_equally(tmp_path):
     """With warm-up constant 2, m_t = (1 + t) / (2 + t): after t steps the average is
     (2 w_0 + w_1 + ... + w_t) / (t + 2), the initial weights counted twice; saved with the GAN."""
@@ -295,6 +294,7 @@ def test_ema_warmup_2_averages_every_generator_step_equally(tmp_path):
         with pytest.raises(ValueError, match=rf"ema_warmup must be a number >= 2.*got {bad!r}"):
             GAN(*architectures.small_mlp(data_shape=(2,), latent_dim=8), ema_momentum=0.9,
                 ema_warmup=bad)
+
 
 # ---------------------------------------------------------------- real training
 
