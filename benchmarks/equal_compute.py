@@ -30,6 +30,7 @@ classifier score, precision/recall, density) of that model.
     python benchmarks/equal_compute.py --tasks mnist-seed --methods defaults rlhf --out /tmp/eqc
     python benchmarks/equal_compute.py --tasks ring8 --budget ring8=640 --seeds 0 --out /tmp/q
     python benchmarks/equal_compute.py --tasks ring8 --methods rlhf --rlhf final_population=2
+    python benchmarks/equal_compute.py --tasks ring8 --methods rlhf --d-lr-ratio
     python benchmarks/equal_compute.py --report /tmp/eqc
 
 One JSON per (task, method, seed) is written into `--out` (existing ones are skipped, so a run
@@ -527,6 +528,9 @@ def run_one(task: str, method: str, seed: int, budget: int) -> dict[str, Any]:
            "search_seconds": round(search_seconds, 1),
            "train_seconds": round(trials.train_seconds, 1),
            "eval_seconds": round(trials.eval_seconds, 1), **_plain(extra),
+           "rlhf_options": ({name: (value.get_config() if hasattr(value, "get_config")
+                                    else _plain(value)) for name, value in RLHF_OPTIONS.items()}
+                            if method == "rlhf" else None),
            "rows": trials.rows, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
            "load_avg_at_end": os.getloadavg()}
     if out.get("score") is not None and not math.isfinite(out["score"]):
@@ -621,6 +625,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rlhf", nargs="+", default=[], metavar="NAME=VALUE",
                         help="keyword arguments of RLHF(...) for the rlhf method, e.g. "
                         "final_population=2 (values read as Python literals)")
+    parser.add_argument("--d-lr-ratio", action="store_true",
+                        help="the rlhf method searches d_lr_ratio (D's rate as a multiple of "
+                        "g_lr) in place of d_lr: default_search_space(d_lr_ratio=True); the "
+                        "other methods keep d_lr")
     parser.add_argument("--out", default=None, help="folder for the per-run JSON files")
     parser.add_argument("--report", default=None, metavar="DIR",
                         help="only print the tables of the JSON files in DIR")
@@ -647,6 +655,8 @@ def main(argv: list[str] | None = None) -> None:
             RLHF_OPTIONS[name] = ast.literal_eval(value)
         except (ValueError, SyntaxError):
             parser.error(f"--rlhf takes NAME=VALUE with a Python literal, got {item!r}")
+    if args.d_lr_ratio:
+        RLHF_OPTIONS["search_space"] = default_search_space(d_lr_ratio=True)
     out = Path(args.out or tempfile.mkdtemp(prefix="equal_compute_"))
     out.mkdir(parents=True, exist_ok=True)
     print(f"writing runs to {out} ({platform.machine()}, {os.cpu_count()} cores)", flush=True)

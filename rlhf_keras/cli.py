@@ -332,7 +332,7 @@ def finetune(args: argparse.Namespace) -> int:
                 raise SystemExit(f"rlhf-keras: error: {flag}: only the trajectory strategy "
                                  "uses it; drop it or use --strategy trajectory.")
     from rlhf_keras import architectures, data
-    from rlhf_keras.finetune import RLHF
+    from rlhf_keras.finetune import RLHF, check_balance_space
     from rlhf_keras.gan import GAN
     from rlhf_keras.hypermodel import default_search_space
 
@@ -340,6 +340,7 @@ def finetune(args: argparse.Namespace) -> int:
     space = default_search_space(d_lr_ratio=args.d_lr_ratio, **space_options)
     if args.birth_only is not None:
         _library_check("--birth-only", check_birth_only, args.birth_only, space)
+    _library_check("--balance", check_balance_space, args.balance, space)
 
     _, info = data.load(args.data, batch_size=args.batch_size, seed=args.seed)
     source = info.name if args.data is None else args.data

@@ -170,6 +170,7 @@ class RLHF:
             oracle_kwargs = {**TRAJECTORY_DEFAULTS, **oracle_kwargs}
             if "birth_only" in oracle_kwargs:
                 check_birth_only(oracle_kwargs["birth_only"], self.search_space)
+            check_balance_space(oracle_kwargs.get("balance"), self.search_space)
         units = population_size * segments if strategy == "trajectory" else max_trials
         if budget_steps is not None and budget_steps < units:
             raise ValueError(
@@ -470,6 +471,21 @@ class RLHF:
         if self.tuner is None:
             raise RuntimeError("Call finetune(gan) first.")
         return self.tuner
+
+
+def check_balance_space(balance: float | None,
+                        search_space: keras_tuner.HyperParameters) -> None:
+    """Raises ValueError if `balance` is on in a space that searches `d_lr_ratio`.
+
+    `balance` lets a learning rate's head see its value against the other moving values (g_lr
+    against d_lr). With `d_lr_ratio` the other moving value is a multiple, not a rate, so the
+    comparison means nothing; the ratio already holds the two rates' balance.
+    """
+    if balance is not None and any(hp.name == "d_lr_ratio" for hp in search_space.space):
+        raise ValueError("balance compares g_lr with d_lr, and this search space searches "
+                         "d_lr_ratio (d_lr as a multiple of g_lr) instead: the ratio already "
+                         "sets their balance. Drop balance, or search d_lr "
+                         "(default_search_space(d_lr_ratio=False)).")
 
 
 def _has_weights_to_keep(gan: Any) -> bool:

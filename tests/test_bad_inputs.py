@@ -302,6 +302,10 @@ def test_the_cli_refuses_before_training_and_leaves_the_run_alone(earlier_run, t
                                                      "--plateau-decay", "0.5"])
     with pytest.raises(SystemExit, match=r"--balance: balance must be None \(off\) or a number"):
         cli_main(hc.finetune_args(earlier_run, 1) + ["--overwrite", "--balance", "-1"])
+    with pytest.raises(SystemExit, match=r"--balance: balance compares g_lr with d_lr, and this "
+                                         r"search space searches d_lr_ratio"):
+        cli_main(hc.finetune_args(earlier_run, 1) + ["--overwrite", "--strategy", "trajectory",
+                                                     "--balance", "2", "--d-lr-ratio"])
     with pytest.raises(SystemExit, match=r"--birth-only: birth_only names \['beta_2'\], not in "
                                          r"the search space \(g_lr, d_lr, .*beta_1"):
         cli_main(hc.finetune_args(earlier_run, 1) + ["--overwrite", "--strategy", "trajectory",

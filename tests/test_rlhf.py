@@ -492,3 +492,13 @@ def test_balance_reaches_the_schedule_policy_and_survives_a_resume(tmp_path):
     resumed = RLHF(directory=tmp_path)._make_oracle(objective)
     resumed.set_state(oracle.get_state())  # as a resumed search reads oracle.json
     assert resumed.policy.balance == 2.0
+
+
+def test_balance_is_refused_with_a_d_lr_ratio_space_and_kept_with_d_lr(tmp_path):
+    ratio_space = default_search_space(d_lr_ratio=True)
+    with pytest.raises(ValueError, match="balance compares g_lr with d_lr, and this search "
+                                         "space searches d_lr_ratio"):
+        RLHF(search_space=ratio_space, directory=tmp_path, balance=0.0)
+    assert RLHF(search_space=ratio_space, directory=tmp_path).oracle_kwargs.get("balance") is None
+    assert RLHF(directory=tmp_path, balance=0.0).oracle_kwargs["balance"] == 0.0
+    assert list(tmp_path.iterdir()) == []
