@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "of 4 or more; equal to --population: no cut.")
     finetune.add_argument("--birth-population", type=int, default=None,
                           help="Members born; after one segment the best --population go on "
-                          "(trajectory). Default: twice --population where the budget leaves "
+                          "(trajectory). Default: three times --population where the budget leaves "
                           "room; --birth-population equal to --population: no screening.")
     finetune.add_argument("--evaluations-per-segment", type=int, default=None, metavar="K",
                           help="Score each segment's GAN at K evenly spaced points and end the "

@@ -291,10 +291,12 @@ def test_bad_arguments_fail_at_construction(kwargs, message):
         RLHF(**kwargs)
 
 
-def test_the_default_search_screens_twice_its_population_at_birth_and_moves_by_x1_41(tmp_path):
-    """The defaults measured in benchmarks/RESULTS.md (session 19): eight born, the best four go
-    on; no extra births where the budget leaves them no later segment; moves of 0.05."""
-    assert RLHF(directory=tmp_path).birth_population == 8
+def test_the_default_search_screens_three_times_its_population_at_birth_and_moves_by_x1_41(
+        tmp_path):
+    """The defaults measured in benchmarks/RESULTS.md (sessions 19, 37-38): twelve born, the
+    best four go on; no more births than leave each a later segment; moves of 0.05."""
+    assert RLHF(directory=tmp_path).birth_population == 12
+    assert RLHF(population_size=3, segments=5, directory=tmp_path).birth_population == 9
     assert RLHF(population_size=3, segments=3, directory=tmp_path).birth_population == 6
     assert RLHF(population_size=2, segments=2, directory=tmp_path).birth_population == 2
     assert RLHF(birth_population=4, directory=tmp_path).birth_population == 4  # screening off
@@ -311,14 +313,14 @@ def test_the_default_search_cuts_to_two_lineages_with_a_way_back_and_a_running_b
     and each can be turned off."""
     objective = keras_tuner.Objective("fid", "min")
     oracle = RLHF(directory=tmp_path)._make_oracle(objective)
-    assert oracle.generation_sizes == [8, 4, 4, 2, 2, 2, 2, 2, 2, 2, 2]
+    assert oracle.generation_sizes == [12, 4, 2, 2, 2, 2, 2, 2, 2, 2]
     assert oracle.elitist is True and oracle.baseline == "running"
     assert oracle.birth_at_defaults is True and oracle.reward == "capped"
     assert RLHF(population_size=3, segments=3, directory=tmp_path).final_population == 3
     plain = RLHF(final_population=4, elitist=False, baseline="population",
                  birth_at_defaults=False, reward="difference",
                  directory=tmp_path)._make_oracle(objective)
-    assert plain.generation_sizes == [8] + [4] * 6
+    assert plain.generation_sizes == [12] + [4] * 5
     assert plain.elitist is False and plain.baseline == "population"
     assert plain.birth_at_defaults is False and plain.reward == "difference"
     assert RLHF(strategy="oneshot", directory=tmp_path).oracle_kwargs == {}
