@@ -126,9 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "where training without a search starts (trajectory; default on).")
     finetune.add_argument("--baseline", default=None, choices=BASELINES,
                           help="The schedule policy's REINFORCE baseline: this generation's "
-                          "mean reward, a running mean of earlier generations', or the median "
-                          "of the last --population earlier rewards (trajectory; default "
-                          "running).")
+                          "mean reward, a running mean of earlier generations', the median "
+                          "of the last --population earlier rewards, or this generation's "
+                          "mean reward not below zero (trajectory; default running).")
     finetune.add_argument("--reward", default=None, choices=REWARDS,
                           help="A segment's reward: its score minus its parent's, the log "
                           "of their ratio, or the difference with no loss larger than the "

@@ -48,7 +48,7 @@ from rlhf_keras.schedule_policy import STATE_FEATURES, SchedulePolicy
 
 TrialStatus = trial_module.TrialStatus
 STATE_KEY = "trajectory"
-BASELINES = ("population", "running", "median")
+BASELINES = ("population", "running", "median", "floor")
 BASELINE_DECAY = 0.5  # weight of the older generations in the running baseline
 REWARDS = ("difference", "log_ratio", "capped")
 
@@ -96,6 +96,11 @@ class TrajectoryOracle(keras_tuner.Oracle):
             generations: as `"running"`, but one diverged segment (a reward 20-50 times a
             typical one) does not drag b down so far that the next generations' setbacks
             read as gains.
+            `"floor"`: this generation's mean reward, but never below zero: members that
+            improved are compared with each other, and in a generation that lost quality on
+            average every move that lost quality is discouraged. Unlike the baselines of
+            earlier generations, it does not lag behind the shrinking gains of a training
+            curve (with those, every move of a still-improving lineage reads as a setback).
         reward: How a segment's quality added is measured. `"difference"`: its score minus
             its parent's. `"log_ratio"`: the log of their ratio, for objectives whose values
             are positive (FID, a loss, a mode count): a segment taking FID from 40 to 20
@@ -164,8 +169,9 @@ class TrajectoryOracle(keras_tuner.Oracle):
         if baseline not in BASELINES:
             raise ValueError(f"baseline must be one of {BASELINES}, got {baseline!r}: "
                              "'population' (this generation's mean reward), 'running' (a "
-                             "running mean of earlier generations') or 'median' (the median "
-                             "of the last population_size earlier segment rewards).")
+                             "running mean of earlier generations'), 'median' (the median "
+                             "of the last population_size earlier segment rewards) or 'floor' "
+                             "(this generation's mean reward, not below zero).")
         if reward not in REWARDS:
             raise ValueError(f"reward must be one of {REWARDS}, got {reward!r}: 'difference' "
                              "(score minus the parent's), 'log_ratio' (the log of their "
@@ -438,6 +444,9 @@ class TrajectoryOracle(keras_tuner.Oracle):
         births = self.decisions[self.generations[generation][0]]["kind"] == "birth"
         if births or self.baseline == "population":
             return reinforce.population_advantages(rewards)
+        if self.baseline == "floor":
+            # b = max(mean_i r_i, 0): a generation that lost quality on average has no winner.
+            return reinforce.running_advantages(rewards, max(float(np.mean(rewards)), 0.0))
         if self.baseline == "median":
             earlier = [self.decisions[t]["reward"] for g in range(generation)
                        for t in self.generations[g]

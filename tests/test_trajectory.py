@@ -468,6 +468,51 @@ def test_a_median_baseline_is_not_dragged_down_by_one_diverged_segment(tmp_path,
         assert (worse > 0).all()
 
 
+class DiminishingTask(ScheduleTask):
+    """Every segment gains, each round a tenth of the round before (a training curve), until
+    round 4, where every member loses: a lineage still improving, then a setback."""
+
+    def run_trial(self, trial, *args, **kwargs):
+        values = trial.hyperparameters.values
+        parent = values.get("tuner/trial_id")
+        start = self.quality[parent] if parent is not None else 0.0
+        step = values["tuner/round"]
+        added = 1000.0 * 0.1**step * gain(values["lr"], step) if step < 4 else -1.0 - values["lr"]
+        self.quality[trial.trial_id] = start + added
+        return {"score": self.quality[trial.trial_id]}
+
+
+@pytest.mark.parametrize("baseline", ["running", "floor"])
+def test_a_floor_baseline_judges_shrinking_gains_against_each_other_and_setbacks_as_losses(
+        tmp_path, baseline):
+    oracle = TrajectoryOracle(objective=keras_tuner.Objective("score", "max"),
+                              population_size=2, segments=5, hyperparameters=lr_space(), seed=0,
+                              baseline=baseline)
+    DiminishingTask(oracle=oracle, directory=str(tmp_path), project_name="f").search(verbose=0)
+    history = {h["generation"]: h for h in oracle.history}
+    for generation in (2, 3):  # every member gained, less than the generation before
+        rewards, advantages = np.array(history[generation]["rewards"]), np.array(
+            history[generation]["advantages"])
+        assert (rewards > 0).all() and rewards.max() < min(history[generation - 1]["rewards"])
+        if baseline == "floor":  # the member that gained more is reinforced
+            b = float(np.mean(rewards))
+            np.testing.assert_allclose(advantages, reinforce.running_advantages(rewards, b))
+            assert abs(advantages.sum()) < 1e-9 and not (advantages < 0).all()
+        else:  # b still remembers the earlier, larger gains: every gain reads as a setback
+            assert (advantages < 0).all()
+    setback = np.array(history[4]["advantages"])  # every member lost quality
+    assert (np.array(history[4]["rewards"]) < 0).all() and (setback < 0).all()
+    if baseline == "floor":  # b = 0: each move is discouraged by what it lost
+        np.testing.assert_allclose(
+            setback, reinforce.running_advantages(history[4]["rewards"], 0.0))
+
+
+@pytest.mark.parametrize("value", ["mean", "Floor", None])
+def test_an_unknown_baseline_is_refused_with_the_choices(value):
+    with pytest.raises(ValueError, match="baseline must be one of .*'floor'"):
+        TrajectoryOracle(objective="score", hyperparameters=lr_space(), baseline=value)
+
+
 @pytest.mark.parametrize("reward", ["difference", "capped"])
 def test_capped_rewards_keep_one_diverged_segment_from_dragging_the_running_baseline(tmp_path,
                                                                                     reward):
