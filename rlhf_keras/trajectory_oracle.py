@@ -445,7 +445,7 @@ class TrajectoryOracle(keras_tuner.Oracle):
         if births or self.baseline == "population":
             return reinforce.population_advantages(rewards)
         if self.baseline == "floor":
-            # b = max(mean_i r_i, 0): a generation that lost quality on average has no winner.
+            # b = max(mean_i r_i, 0): where the mean lost, only moves that gained are reinforced.
             return reinforce.running_advantages(rewards, max(float(np.mean(rewards)), 0.0))
         if self.baseline == "median":
             earlier = [self.decisions[t]["reward"] for g in range(generation)
